@@ -1,1 +1,329 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define G_LOG_DOMAIN "sockbridge"
+
+#include "sb-tcp-connection.h"
+
+#include "sb-error.h"
+#include "sb-framer.h"
+
+/* How long ServerCloseClient waits for a client that does not read what
+ * was queued for it before closing anyway. */
+#define SB_CLOSE_TIMEOUT_S 5
+
+struct _SbTcpConnection
+{
+  SbClient           parent_instance;
+
+  GSocketConnection *connection;
+  GSocket           *socket;
+  SbFramer          *framer;
+  GSource           *read_source;
+  GSource           *write_source;
+  GSource           *close_timeout;
+  GQueue             send_queue;    /* GBytes, oldest first */
+  gsize              head_offset;   /* bytes of the head already sent */
+  gsize              queued;        /* bytes not yet handed to the kernel */
+  gboolean           paused;
+  gboolean           closing;
+  gboolean           closed;
+};
+
+G_DEFINE_FINAL_TYPE (SbTcpConnection, sb_tcp_connection, SB_TYPE_CLIENT)
+
+/* One read buffer for every connection: the daemon is single-threaded and
+ * the framer copies only what it must keep. */
+static guint8 sb_read_buffer[64 * 1024];
+
+static void sb_tcp_connection_finish (SbTcpConnection *self);
+
+static void
+clear_source (GSource **source)
+{
+  if (*source == NULL)
+    return;
+  g_source_destroy (*source);
+  g_clear_pointer (source, g_source_unref);
+}
+
+static void
+drop_send_queue (SbTcpConnection *self)
+{
+  g_queue_clear_full (&self->send_queue, (GDestroyNotify) g_bytes_unref);
+  self->head_offset = 0;
+  self->queued = 0;
+}
+
+static void
+sb_tcp_connection_finalize (GObject *object)
+{
+  SbTcpConnection *self = SB_TCP_CONNECTION (object);
+
+  clear_source (&self->read_source);
+  clear_source (&self->write_source);
+  clear_source (&self->close_timeout);
+  drop_send_queue (self);
+  g_clear_pointer (&self->framer, sb_framer_free);
+  g_clear_object (&self->connection);
+  G_OBJECT_CLASS (sb_tcp_connection_parent_class)->finalize (object);
+}
+
+static void
+on_frame (const guint8 *data,
+          gsize         len,
+          gboolean      complete,
+          gpointer      user_data)
+{
+  SbClient *client = user_data;
+
+  sb_server_client_data (sb_client_get_server (client), client, data, len);
+}
+
+static gboolean
+on_readable (GSocket      *socket,
+             GIOCondition  condition,
+             gpointer      user_data)
+{
+  g_autoptr(SbTcpConnection) self = g_object_ref (user_data);
+  g_autoptr(GError) error = NULL;
+  gssize n;
+
+  n = g_socket_receive_with_blocking (socket, (char *) sb_read_buffer,
+                                      sizeof sb_read_buffer, FALSE, NULL, &error);
+  if (n > 0) {
+    sb_framer_feed (self->framer, sb_read_buffer, n);
+    return G_SOURCE_CONTINUE;
+  }
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+  if (error != NULL)
+    g_debug ("handle %u: %s", sb_client_get_handle (SB_CLIENT (self)), error->message);
+  sb_tcp_connection_finish (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+start_reading (SbTcpConnection *self)
+{
+  if (self->read_source != NULL || self->paused || self->closing || self->closed)
+    return;
+  self->read_source = g_socket_create_source (self->socket, G_IO_IN, NULL);
+  g_source_set_callback (self->read_source, G_SOURCE_FUNC (on_readable), self, NULL);
+  g_source_attach (self->read_source, NULL);
+}
+
+static gboolean on_writable (GSocket *socket, GIOCondition condition, gpointer user_data);
+
+static void
+wait_writable (SbTcpConnection *self)
+{
+  if (self->write_source != NULL)
+    return;
+  self->write_source = g_socket_create_source (self->socket, G_IO_OUT, NULL);
+  g_source_set_callback (self->write_source, G_SOURCE_FUNC (on_writable), self, NULL);
+  g_source_attach (self->write_source, NULL);
+}
+
+/* Hands as much of the queue to the kernel as it takes. FALSE when the
+ * connection failed. */
+static gboolean
+write_queue (SbTcpConnection *self)
+{
+  while (!g_queue_is_empty (&self->send_queue)) {
+    g_autoptr(GError) error = NULL;
+    GBytes *head = g_queue_peek_head (&self->send_queue);
+    gsize size;
+    const guint8 *data = g_bytes_get_data (head, &size);
+    gssize n;
+
+    n = g_socket_send_with_blocking (self->socket, (const char *) data + self->head_offset,
+                                     size - self->head_offset, FALSE, NULL, &error);
+    if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      return TRUE;
+    if (n < 0) {
+      g_debug ("handle %u: %s", sb_client_get_handle (SB_CLIENT (self)), error->message);
+      return FALSE;
+    }
+    self->head_offset += n;
+    self->queued -= n;
+    if (self->head_offset == size) {
+      g_bytes_unref (g_queue_pop_head (&self->send_queue));
+      self->head_offset = 0;
+    }
+  }
+  return TRUE;
+}
+
+/* Writes what it can, then waits for room or, when closing and drained,
+ * closes. */
+static void
+flush_send_queue (SbTcpConnection *self)
+{
+  if (!write_queue (self)) {
+    sb_tcp_connection_finish (self);
+    return;
+  }
+  if (!g_queue_is_empty (&self->send_queue)) {
+    wait_writable (self);
+    return;
+  }
+  clear_source (&self->write_source);
+  if (self->closing)
+    sb_tcp_connection_finish (self);
+}
+
+static gboolean
+on_writable (GSocket      *socket,
+             GIOCondition  condition,
+             gpointer      user_data)
+{
+  g_autoptr(SbTcpConnection) self = g_object_ref (user_data);
+
+  flush_send_queue (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+sb_tcp_connection_send (SbClient  *client,
+                        GBytes    *data,
+                        GError   **error)
+{
+  g_autoptr(SbTcpConnection) self = g_object_ref (SB_TCP_CONNECTION (client));
+  gsize len = g_bytes_get_size (data);
+
+  if (self->closing || self->closed) {
+    g_set_error (error, SB_ERROR, SB_ERROR_NOT_FOUND,
+                 "connection %u is closing", sb_client_get_handle (client));
+    return FALSE;
+  }
+  if (len > SB_SEND_QUEUE_MAX - self->queued) {
+    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+                 "cannot queue %" G_GSIZE_FORMAT " bytes for connection %u: %" G_GSIZE_FORMAT
+                 " bytes are still queued and the limit is %d (the client is not reading)",
+                 len, sb_client_get_handle (client), self->queued, SB_SEND_QUEUE_MAX);
+    return FALSE;
+  }
+  if (len == 0)
+    return TRUE;
+
+  g_queue_push_tail (&self->send_queue, g_bytes_ref (data));
+  self->queued += len;
+  if (self->write_source == NULL)
+    flush_send_queue (self);
+  return TRUE;
+}
+
+static gboolean
+on_close_timeout (gpointer user_data)
+{
+  SbTcpConnection *self = user_data;
+
+  g_debug ("handle %u: closing with %" G_GSIZE_FORMAT " bytes unsent",
+           sb_client_get_handle (SB_CLIENT (self)), self->queued);
+  sb_tcp_connection_finish (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+sb_tcp_connection_close (SbClient *client)
+{
+  g_autoptr(SbTcpConnection) self = g_object_ref (SB_TCP_CONNECTION (client));
+
+  if (self->closing || self->closed)
+    return;
+  self->closing = TRUE;
+  clear_source (&self->read_source);
+  if (g_queue_is_empty (&self->send_queue)) {
+    sb_tcp_connection_finish (self);
+    return;
+  }
+  self->close_timeout = g_timeout_source_new_seconds (SB_CLOSE_TIMEOUT_S);
+  g_source_set_callback (self->close_timeout, on_close_timeout, self, NULL);
+  g_source_attach (self->close_timeout, NULL);
+}
+
+/* The single way out: what was read is delivered, then the socket closes,
+ * then the server reports OFFLINE. */
+static void
+sb_tcp_connection_finish (SbTcpConnection *self)
+{
+  g_autoptr(SbTcpConnection) keep = g_object_ref (self);
+
+  if (self->closed)
+    return;
+  self->closed = TRUE;
+  clear_source (&self->read_source);
+  clear_source (&self->write_source);
+  clear_source (&self->close_timeout);
+  drop_send_queue (self);
+  sb_framer_flush (self->framer);
+  g_socket_close (self->socket, NULL);
+  sb_server_client_offline (sb_client_get_server (SB_CLIENT (self)), SB_CLIENT (self));
+}
+
+static void
+sb_tcp_connection_disconnect (SbClient *client)
+{
+  sb_tcp_connection_finish (SB_TCP_CONNECTION (client));
+}
+
+static void
+sb_tcp_connection_set_paused (SbClient *client,
+                              gboolean  paused)
+{
+  SbTcpConnection *self = SB_TCP_CONNECTION (client);
+
+  self->paused = paused;
+  if (paused)
+    clear_source (&self->read_source);
+  else
+    start_reading (self);
+}
+
+static void
+sb_tcp_connection_class_init (SbTcpConnectionClass *klass)
+{
+  SbClientClass *client_class = SB_CLIENT_CLASS (klass);
+
+  G_OBJECT_CLASS (klass)->finalize = sb_tcp_connection_finalize;
+  client_class->send = sb_tcp_connection_send;
+  client_class->close = sb_tcp_connection_close;
+  client_class->disconnect = sb_tcp_connection_disconnect;
+  client_class->set_paused = sb_tcp_connection_set_paused;
+}
+
+static void
+sb_tcp_connection_init (SbTcpConnection *self)
+{
+  g_queue_init (&self->send_queue);
+}
+
+SbTcpConnection *
+sb_tcp_connection_new (SbServer           *server,
+                       GSocketConnection  *connection,
+                       GError            **error)
+{
+  const SbServerConfig *config = sb_server_get_config (server);
+  g_autoptr(SbTcpConnection) self = NULL;
+  g_autoptr(GSocketAddress) remote = NULL;
+  gsize delimiter_len;
+  const guint8 *delimiter = g_bytes_get_data (config->delimiter, &delimiter_len);
+
+  remote = g_socket_connection_get_remote_address (connection, error);
+  if (remote == NULL)
+    return NULL;
+
+  self = g_object_new (SB_TYPE_TCP_CONNECTION, NULL);
+  self->connection = g_object_ref (connection);
+  self->socket = g_socket_connection_get_socket (connection);
+  g_socket_set_keepalive (self->socket, TRUE);
+  sb_client_setup (SB_CLIENT (self), server, remote);
+  self->framer = sb_framer_new (delimiter, delimiter_len, config->max_message_bytes,
+                                config->flush_timeout_ms, on_frame, self);
+  return g_steal_pointer (&self);
+}
+
+void
+sb_tcp_connection_start (SbTcpConnection *self)
+{
+  start_reading (self);
+}
