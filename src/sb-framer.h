@@ -10,7 +10,9 @@ G_BEGIN_DECLS
 /* Called once per frame. @data is only valid during the call. @complete is
  * TRUE when the frame ends with the delimiter, FALSE for a partial frame
  * (flush timeout, max-message-bytes cut, flush on close, end of datagram,
- * or a framer without delimiter). */
+ * or a framer without delimiter). It may run several times in one
+ * sb_framer_feed(), in byte order. It must not free the framer, nor feed or
+ * flush it: the framer is still walking its input and buffer. */
 typedef void (*SbFrameFunc) (const guint8 *data,
                              gsize         len,
                              gboolean      complete,
