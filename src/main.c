@@ -6,8 +6,14 @@
 #include <glib-unix.h>
 #include <locale.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "sb-daemon.h"
+#include "sb-server.h"
+
+/* Descriptors kept back from clients: listening sockets, the bus, files. */
+#define SB_FD_RESERVE (2 * SB_MAX_SERVERS + 64)
+#define SB_MAX_CLIENTS 65536
 
 typedef struct
 {
@@ -86,6 +92,25 @@ on_name_lost (GDBusConnection *connection,
     g_message ("another instance took over the name %s; exiting", name);
     quit (main_data, 0);
   }
+}
+
+/* Takes as many descriptors as allowed and caps clients below that, so
+ * accept() never fails for want of one (GLib's socket service would spin
+ * on such a failure) and a refused client is closed on purpose instead. */
+static void
+set_client_limit (void)
+{
+  struct rlimit limit;
+  rlim_t clients;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) != 0)
+    return;
+  limit.rlim_cur = MIN (limit.rlim_max, (rlim_t) SB_MAX_CLIENTS + SB_FD_RESERVE);
+  if (setrlimit (RLIMIT_NOFILE, &limit) != 0)
+    getrlimit (RLIMIT_NOFILE, &limit);
+  clients = limit.rlim_cur > SB_FD_RESERVE + 64 ? limit.rlim_cur - SB_FD_RESERVE : 64;
+  sb_server_set_total_limit (MIN (clients, SB_MAX_CLIENTS));
+  g_debug ("serving at most %u clients in all", (guint) MIN (clients, SB_MAX_CLIENTS));
 }
 
 static char *
@@ -194,6 +219,7 @@ main (int    argc,
 
   /* Writes to a vanished peer must fail, not kill the daemon. */
   signal (SIGPIPE, SIG_IGN);
+  set_client_limit ();
   bus_type = session_bus ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM;
   if (!no_state)
     main_data.state_path = state_file ? g_strdup (state_file) : default_state_path (bus_type);

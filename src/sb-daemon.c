@@ -5,10 +5,12 @@
 
 #include "sb-daemon.h"
 
+#include "sb-backlog.h"
 #include "sb-callers.h"
 #include "sb-error.h"
 #include "sb-server.h"
 #include "sb-state.h"
+#include "sb-statistics.h"
 
 /* How often, and how far apart, a server of the state file whose port is
  * still taken is tried again: a replaced instance may not have let go of
@@ -22,6 +24,7 @@ struct _SbDaemon
 
   GDBusConnection *connection;
   SbCallers       *callers;
+  SbBacklog       *backlog;
   GHashTable      *servers;        /* server_key() → SbServer*, owned */
   GHashTable      *clients;        /* handle → SbClient*, owned by servers */
   char            *state_path;
@@ -61,16 +64,21 @@ may_touch (guint32   uid,
 
 /* ---- signals ------------------------------------------------------------ */
 
+/* Roughly what a signal adds to the bus backlog: its body plus a header. */
+#define SB_SIGNAL_OVERHEAD 160
+
 static void
 emit (SbDaemon   *self,
       const char *name,
-      GVariant   *parameters)
+      GVariant   *parameters,
+      gsize       body_size)
 {
   g_autoptr(GError) error = NULL;
 
   if (!g_dbus_connection_emit_signal (self->connection, NULL, SB_OBJECT_PATH, SB_INTERFACE,
                                       name, parameters, &error))
     g_debug ("cannot emit %s: %s", name, error->message);
+  sb_backlog_add (self->backlog, body_size + SB_SIGNAL_OVERHEAD);
 }
 
 static void
@@ -80,7 +88,7 @@ emit_server_status (SbDaemon   *self,
 {
   emit (self, "ServerStatusChanged",
         g_variant_new ("(qss)", sb_server_get_port (server), status,
-                       sb_server_get_identifier (server)));
+                       sb_server_get_identifier (server)), 0);
 }
 
 static void
@@ -91,7 +99,8 @@ emit_client_status (SbDaemon   *self,
 {
   emit (self, "ServerConnectionStatusChanged",
         g_variant_new ("(uqsss)", sb_client_get_handle (client), sb_server_get_port (server),
-                       status, sb_client_get_address (client), sb_server_get_identifier (server)));
+                       status, sb_client_get_address (client), sb_server_get_identifier (server)),
+        0);
 }
 
 static void
@@ -114,10 +123,12 @@ on_client_data (SbServer     *server,
 {
   GVariant *bytes = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1);
 
+  sb_statistics.frames_in++;
+  sb_statistics.bytes_in += len;
   emit (user_data, "ServerDataIn",
         g_variant_new ("(u@aysqs)", sb_client_get_handle (client), bytes,
                        sb_client_get_address (client), sb_client_get_port (client),
-                       sb_server_get_identifier (server)));
+                       sb_server_get_identifier (server)), len);
 }
 
 static void
@@ -167,6 +178,7 @@ start_server (SbDaemon              *self,
 
   if (!sb_server_start (server, error))
     return NULL;
+  sb_server_set_paused (server, sb_backlog_is_congested (self->backlog));
   g_hash_table_insert (self->servers,
                        server_key (sb_server_get_port (server), sb_server_get_use_udp (server)),
                        g_object_ref (server));
@@ -225,6 +237,21 @@ servers_where (SbDaemon *self,
       g_ptr_array_add (found, g_object_ref (server));
   }
   return found;
+}
+
+/* A bus that does not keep up pauses every server: signals are not
+ * attributable to one server once queued. */
+static void
+on_congestion (gboolean congested,
+               gpointer user_data)
+{
+  SbDaemon *self = user_data;
+  GHashTableIter iter;
+  gpointer server;
+
+  g_hash_table_iter_init (&iter, self->servers);
+  while (g_hash_table_iter_next (&iter, NULL, &server))
+    sb_server_set_paused (server, congested);
 }
 
 /* ---- exit-with-caller ------------------------------------------------------ */
@@ -345,6 +372,11 @@ create_server (SbDaemon               *self,
     return NULL;
   if (server != NULL)
     return server;
+  if (g_hash_table_size (self->servers) >= SB_MAX_SERVERS) {
+    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+                 "sockbridged already runs %d servers, its limit", SB_MAX_SERVERS);
+    return NULL;
+  }
   server = start_server (self, config, error);
   if (server == NULL)
     return NULL;
@@ -505,6 +537,7 @@ method_server_send (SbDaemon              *self,
     g_dbus_method_invocation_return_gerror (invocation, error);
     return;
   }
+  sb_statistics.bytes_out += g_bytes_get_size (bytes);
   g_dbus_method_invocation_return_value (invocation, NULL);
 }
 
@@ -688,6 +721,37 @@ handle_list_connections (SbSockbridge1         *iface,
   return with_caller (iface, invocation, method_list_connections);
 }
 
+/* ---- GetStatistics ----------------------------------------------------------------- */
+
+static void
+method_get_statistics (SbDaemon              *self,
+                       GDBusMethodInvocation *invocation,
+                       guint32                uid)
+{
+  GVariantBuilder builder;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{st}"));
+  g_variant_builder_add (&builder, "{st}", "connections-accepted", sb_statistics.connections_accepted);
+  g_variant_builder_add (&builder, "{st}", "connections-refused", sb_statistics.connections_refused);
+  g_variant_builder_add (&builder, "{st}", "udp-peers-evicted", sb_statistics.udp_peers_evicted);
+  g_variant_builder_add (&builder, "{st}", "udp-datagrams-dropped", sb_statistics.udp_datagrams_dropped);
+  g_variant_builder_add (&builder, "{st}", "frames-in", sb_statistics.frames_in);
+  g_variant_builder_add (&builder, "{st}", "bytes-in", sb_statistics.bytes_in);
+  g_variant_builder_add (&builder, "{st}", "bytes-out", sb_statistics.bytes_out);
+  g_variant_builder_add (&builder, "{st}", "clients", (guint64) g_hash_table_size (self->clients));
+  g_variant_builder_add (&builder, "{st}", "servers", (guint64) g_hash_table_size (self->servers));
+  g_variant_builder_add (&builder, "{st}", "bus-backlog-bytes", sb_backlog_get_pending (self->backlog));
+  g_variant_builder_add (&builder, "{st}", "bus-stalls", sb_backlog_get_stalls (self->backlog));
+  g_dbus_method_invocation_return_value (invocation, g_variant_new ("(a{st})", &builder));
+}
+
+static gboolean
+handle_get_statistics (SbSockbridge1         *iface,
+                       GDBusMethodInvocation *invocation)
+{
+  return with_caller (iface, invocation, method_get_statistics);
+}
+
 /* ---- restore ----------------------------------------------------------------------- */
 
 /* TRUE when @config is bound now, or can never be: FALSE keeps it dormant
@@ -760,6 +824,7 @@ sb_daemon_dispose (GObject *object)
   if (self->callers != NULL)
     g_signal_handlers_disconnect_by_data (self->callers, self);
   g_clear_object (&self->callers);
+  g_clear_object (&self->backlog);
   g_clear_pointer (&self->clients, g_hash_table_unref);
   g_clear_pointer (&self->servers, g_hash_table_unref);
   g_clear_pointer (&self->dormant, g_ptr_array_unref);
@@ -785,6 +850,7 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_port_in_use = handle_port_in_use;
   iface->handle_list_servers = handle_list_servers;
   iface->handle_list_connections = handle_list_connections;
+  iface->handle_get_statistics = handle_get_statistics;
 }
 
 static void
@@ -814,6 +880,7 @@ sb_daemon_new (GDBusConnection *connection,
   self->connection = g_object_ref (connection);
   self->state_path = g_strdup (state_path);
   self->callers = sb_callers_new (connection);
+  self->backlog = sb_backlog_new (connection, on_congestion, self);
   g_signal_connect (self->callers, "vanished", G_CALLBACK (on_caller_vanished), self);
   return self;
 }

@@ -9,6 +9,9 @@ G_BEGIN_DECLS
 #define SB_OBJECT_PATH "/io/github/Sockbridge1"
 #define SB_INTERFACE   "io.github.Sockbridge1"
 
+/* Servers the daemon runs at most: each holds one or two descriptors. */
+#define SB_MAX_SERVERS 1024
+
 /* The bus object: owns every server and answers the interface's methods. */
 #define SB_TYPE_DAEMON (sb_daemon_get_type ())
 G_DECLARE_FINAL_TYPE (SbDaemon, sb_daemon, SB, DAEMON, SbSockbridge1Skeleton)

@@ -20,6 +20,15 @@ typedef struct
 
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (SbServer, sb_server, G_TYPE_OBJECT)
 
+static guint sb_total_clients;
+static guint sb_total_limit = G_MAXUINT;
+
+void
+sb_server_set_total_limit (guint limit)
+{
+  sb_total_limit = limit;
+}
+
 static void
 sb_server_finalize (GObject *object)
 {
@@ -136,7 +145,8 @@ sb_server_is_full (SbServer *self)
 {
   SbServerPrivate *priv = sb_server_get_instance_private (self);
 
-  return g_hash_table_size (priv->clients) >= priv->config->max_connections;
+  return g_hash_table_size (priv->clients) >= priv->config->max_connections ||
+         sb_total_clients >= sb_total_limit;
 }
 
 const char *
@@ -197,6 +207,7 @@ sb_server_client_online (SbServer *self,
   SbServerPrivate *priv = sb_server_get_instance_private (self);
 
   g_hash_table_add (priv->clients, g_object_ref (client));
+  sb_total_clients++;
   priv->events.client_online (self, client, priv->user_data);
   if (priv->paused)
     sb_client_set_paused (client, TRUE);
@@ -224,6 +235,7 @@ sb_server_client_offline (SbServer *self,
 
   if (!g_hash_table_remove (priv->clients, client))
     return;
+  sb_total_clients--;
   priv->events.client_offline (self, client, priv->user_data);
 }
 

@@ -55,6 +55,8 @@ guint                 sb_server_get_n_clients   (SbServer             *self);
 const char           *sb_server_get_creator     (SbServer             *self);
 void                  sb_server_set_creator     (SbServer             *self,
                                                  const char           *unique_name);
+/* A cap on clients across every server, so descriptors never run out. */
+void                  sb_server_set_total_limit (guint                 limit);
 void                  sb_server_set_paused      (SbServer             *self,
                                                  gboolean              paused);
 gboolean              sb_server_get_paused      (SbServer             *self);

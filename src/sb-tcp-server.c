@@ -3,6 +3,7 @@
 
 #include "sb-tcp-server.h"
 
+#include "sb-statistics.h"
 #include "sb-tcp-connection.h"
 
 /* Deep enough for a burst of devices reconnecting at once; the kernel caps
@@ -14,7 +15,6 @@ struct _SbTcpServer
   SbServer        parent_instance;
 
   GSocketService *service;
-  guint64         refused;    /* connections closed at max-connections */
 };
 
 G_DEFINE_FINAL_TYPE (SbTcpServer, sb_tcp_server, SB_TYPE_SERVER)
@@ -23,13 +23,12 @@ static void
 refuse (SbTcpServer       *self,
         GSocketConnection *connection)
 {
-  self->refused++;
   g_socket_close (g_socket_connection_get_socket (connection), NULL);
-  /* One line per power of two: a flood cannot flood the journal. */
-  if ((self->refused & (self->refused - 1)) == 0)
-    g_message ("port %u/tcp: %" G_GUINT64_FORMAT " connection(s) refused at max-connections %u",
-               sb_server_get_port (SB_SERVER (self)), self->refused,
-               sb_server_get_config (SB_SERVER (self))->max_connections);
+  sb_statistics_count (&sb_statistics.connections_refused,
+                       "port %u/tcp: connection refused at a connection limit "
+                       "(max-connections %u, or the daemon-wide cap)",
+                       sb_server_get_port (SB_SERVER (self)),
+                       sb_server_get_config (SB_SERVER (self))->max_connections);
 }
 
 static gboolean
@@ -52,6 +51,7 @@ on_incoming (GSocketService    *service,
              sb_server_get_port (SB_SERVER (self)), error->message);
     return TRUE;
   }
+  sb_statistics.connections_accepted++;
   sb_server_client_online (SB_SERVER (self), SB_CLIENT (client));
   sb_tcp_connection_start (client);
   return TRUE;

@@ -8,6 +8,7 @@
 
 #include "sb-error.h"
 #include "sb-framer.h"
+#include "sb-statistics.h"
 #include "sb-tcp-connection.h"
 
 /* Datagrams taken per wake-up (recvmmsg). */
@@ -58,7 +59,6 @@ struct _SbUdpServer
   GQueue      out;             /* SbOutDatagram*, oldest first */
   SbFramer   *framer;
   SbUdpPeer  *current;         /* whose datagram the framer is splitting */
-  guint64     evicted;
 };
 
 G_DEFINE_FINAL_TYPE (SbUdpServer, sb_udp_server, SB_TYPE_SERVER)
@@ -314,11 +314,11 @@ touch_peer (SbUdpServer *self,
 static void
 evict_oldest (SbUdpServer *self)
 {
-  self->evicted++;
-  if ((self->evicted & (self->evicted - 1)) == 0)
-    g_message ("port %u/udp: %" G_GUINT64_FORMAT " idle peer(s) evicted at max-connections %u",
-               sb_server_get_port (SB_SERVER (self)), self->evicted,
-               sb_server_get_config (SB_SERVER (self))->max_connections);
+  sb_statistics_count (&sb_statistics.udp_peers_evicted,
+                       "port %u/udp: idlest peer evicted at a connection limit "
+                       "(max-connections %u, or the daemon-wide cap)",
+                       sb_server_get_port (SB_SERVER (self)),
+                       sb_server_get_config (SB_SERVER (self))->max_connections);
   forget_peer (self, g_queue_peek_head (&self->lru));
 }
 
@@ -334,8 +334,11 @@ lookup_or_add_peer (SbUdpServer    *self,
   if (peer != NULL)
     return peer;
 
-  if (sb_server_is_full (SB_SERVER (self)))
+  if (sb_server_is_full (SB_SERVER (self)) && !g_queue_is_empty (&self->lru))
     evict_oldest (self);
+  /* Still full: the daemon-wide cap, reached by other servers. */
+  if (sb_server_is_full (SB_SERVER (self)))
+    return NULL;
   peer = g_object_new (SB_TYPE_UDP_PEER, NULL);
   peer->server = self;
   peer->key = key;
@@ -367,8 +370,23 @@ handle_datagram (SbUdpServer    *self,
                  const guint8   *data,
                  gsize           len)
 {
-  SbUdpPeer *peer = lookup_or_add_peer (self, address);
+  SbUdpPeer *peer;
 
+  /* A paused server would make the kernel drop datagrams unseen; dropping
+   * them here counts them. */
+  if (sb_server_get_paused (SB_SERVER (self))) {
+    sb_statistics_count (&sb_statistics.udp_datagrams_dropped,
+                         "port %u/udp: datagram dropped while the bus is congested",
+                         sb_server_get_port (SB_SERVER (self)));
+    return;
+  }
+  peer = lookup_or_add_peer (self, address);
+  if (peer == NULL) {
+    sb_statistics_count (&sb_statistics.connections_refused,
+                         "port %u/udp: new peer refused at the daemon-wide cap",
+                         sb_server_get_port (SB_SERVER (self)));
+    return;
+  }
   touch_peer (self, peer);
   self->current = peer;
   sb_framer_feed (self->framer, data, len);
