@@ -5,6 +5,7 @@
 
 #include "sb-error.h"
 #include "sb-framer.h"
+#include "sb-poller.h"
 
 /* How long ServerCloseClient waits for a client that does not read what
  * was queued for it before closing anyway. */
@@ -17,8 +18,7 @@ struct _SbTcpConnection
   GSocketConnection *connection;
   GSocket           *socket;
   SbFramer          *framer;
-  GSource           *read_source;
-  GSource           *write_source;
+  SbWatch           *watch;
   GSource           *close_timeout;
   GQueue             send_queue;    /* GBytes, oldest first */
   gsize              head_offset;   /* bytes of the head already sent */
@@ -58,8 +58,7 @@ sb_tcp_connection_finalize (GObject *object)
 {
   SbTcpConnection *self = SB_TCP_CONNECTION (object);
 
-  clear_source (&self->read_source);
-  clear_source (&self->write_source);
+  g_clear_pointer (&self->watch, sb_watch_free);
   clear_source (&self->close_timeout);
   drop_send_queue (self);
   g_clear_pointer (&self->framer, sb_framer_free);
@@ -78,49 +77,59 @@ on_frame (const guint8 *data,
   sb_server_client_data (sb_client_get_server (client), client, data, len);
 }
 
-static gboolean
-on_readable (GSocket      *socket,
-             GIOCondition  condition,
-             gpointer      user_data)
+/* Reading while not paused nor closing; writing while anything is queued. */
+static void
+update_events (SbTcpConnection *self)
 {
-  g_autoptr(SbTcpConnection) self = g_object_ref (user_data);
+  GIOCondition events = 0;
+
+  if (self->watch == NULL)
+    return;
+  if (!self->paused && !self->closing)
+    events |= G_IO_IN;
+  if (!g_queue_is_empty (&self->send_queue))
+    events |= G_IO_OUT;
+  sb_watch_set_events (self->watch, events);
+}
+
+static void
+read_once (SbTcpConnection *self)
+{
   g_autoptr(GError) error = NULL;
   gssize n;
 
-  n = g_socket_receive_with_blocking (socket, (char *) sb_read_buffer,
+  n = g_socket_receive_with_blocking (self->socket, (char *) sb_read_buffer,
                                       sizeof sb_read_buffer, FALSE, NULL, &error);
   if (n > 0) {
     sb_framer_feed (self->framer, sb_read_buffer, n);
-    return G_SOURCE_CONTINUE;
+    return;
   }
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-    return G_SOURCE_CONTINUE;
+    return;
   if (error != NULL)
     g_debug ("handle %u: %s", sb_client_get_handle (SB_CLIENT (self)), error->message);
   sb_tcp_connection_finish (self);
-  return G_SOURCE_REMOVE;
 }
 
-static void
-start_reading (SbTcpConnection *self)
-{
-  if (self->read_source != NULL || self->paused || self->closing || self->closed)
-    return;
-  self->read_source = g_socket_create_source (self->socket, G_IO_IN, NULL);
-  g_source_set_callback (self->read_source, G_SOURCE_FUNC (on_readable), self, NULL);
-  g_source_attach (self->read_source, NULL);
-}
+static void flush_send_queue (SbTcpConnection *self);
 
-static gboolean on_writable (GSocket *socket, GIOCondition condition, gpointer user_data);
-
+/* A hang-up is reported even while reading is paused; what the peer sent
+ * before it is still read and delivered, then end of file closes. */
 static void
-wait_writable (SbTcpConnection *self)
+on_ready (SbWatch      *watch,
+          GIOCondition  condition,
+          gpointer      user_data)
 {
-  if (self->write_source != NULL)
+  g_autoptr(SbTcpConnection) self = g_object_ref (user_data);
+
+  if (condition & G_IO_OUT)
+    flush_send_queue (self);
+  if (self->closed || !(condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)))
     return;
-  self->write_source = g_socket_create_source (self->socket, G_IO_OUT, NULL);
-  g_source_set_callback (self->write_source, G_SOURCE_FUNC (on_writable), self, NULL);
-  g_source_attach (self->write_source, NULL);
+  if (self->closing)
+    sb_tcp_connection_finish (self);
+  else
+    read_once (self);
 }
 
 /* Hands as much of the queue to the kernel as it takes. FALSE when the
@@ -162,24 +171,9 @@ flush_send_queue (SbTcpConnection *self)
     sb_tcp_connection_finish (self);
     return;
   }
-  if (!g_queue_is_empty (&self->send_queue)) {
-    wait_writable (self);
-    return;
-  }
-  clear_source (&self->write_source);
-  if (self->closing)
+  update_events (self);
+  if (self->closing && g_queue_is_empty (&self->send_queue))
     sb_tcp_connection_finish (self);
-}
-
-static gboolean
-on_writable (GSocket      *socket,
-             GIOCondition  condition,
-             gpointer      user_data)
-{
-  g_autoptr(SbTcpConnection) self = g_object_ref (user_data);
-
-  flush_send_queue (self);
-  return G_SOURCE_CONTINUE;
 }
 
 static gboolean
@@ -207,7 +201,8 @@ sb_tcp_connection_send (SbClient  *client,
 
   g_queue_push_tail (&self->send_queue, g_bytes_ref (data));
   self->queued += len;
-  if (self->write_source == NULL)
+  /* Already waiting for room: the data goes out after what is queued. */
+  if (g_queue_get_length (&self->send_queue) == 1)
     flush_send_queue (self);
   return TRUE;
 }
@@ -231,7 +226,7 @@ sb_tcp_connection_close (SbClient *client)
   if (self->closing || self->closed)
     return;
   self->closing = TRUE;
-  clear_source (&self->read_source);
+  update_events (self);
   if (g_queue_is_empty (&self->send_queue)) {
     sb_tcp_connection_finish (self);
     return;
@@ -251,8 +246,7 @@ sb_tcp_connection_finish (SbTcpConnection *self)
   if (self->closed)
     return;
   self->closed = TRUE;
-  clear_source (&self->read_source);
-  clear_source (&self->write_source);
+  g_clear_pointer (&self->watch, sb_watch_free);
   clear_source (&self->close_timeout);
   drop_send_queue (self);
   sb_framer_flush (self->framer);
@@ -273,10 +267,7 @@ sb_tcp_connection_set_paused (SbClient *client,
   SbTcpConnection *self = SB_TCP_CONNECTION (client);
 
   self->paused = paused;
-  if (paused)
-    clear_source (&self->read_source);
-  else
-    start_reading (self);
+  update_events (self);
 }
 
 static void
@@ -325,5 +316,8 @@ sb_tcp_connection_new (SbServer           *server,
 void
 sb_tcp_connection_start (SbTcpConnection *self)
 {
-  start_reading (self);
+  if (self->closed)
+    return;
+  self->watch = sb_watch_new (g_socket_get_fd (self->socket), 0, on_ready, self);
+  update_events (self);
 }
