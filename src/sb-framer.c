@@ -284,11 +284,17 @@ on_timer (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* Destroyed rather than parked with no ready time: GLib's main loop walks
+ * every attached source on every iteration, so thousands of idle
+ * connections must not each keep one. In a busy stream bytes stay
+ * pending from read to read, so this rarely churns. */
 static void
 timer_disarm (SbFramer *self)
 {
-  if (self->timer != NULL)
-    g_source_set_ready_time (self->timer, -1);
+  if (self->timer == NULL)
+    return;
+  g_source_destroy (self->timer);
+  g_clear_pointer (&self->timer, g_source_unref);
 }
 
 static void
@@ -296,14 +302,13 @@ timer_arm (SbFramer *self)
 {
   self->deadline = g_get_monotonic_time () + self->flush_timeout_us;
 
-  if (self->timer == NULL) {
-    self->timer = g_source_new (&timer_funcs, sizeof (GSource));
-    g_source_set_static_name (self->timer, "[sockbridge] framer flush");
-    g_source_set_callback (self->timer, on_timer, self, NULL);
-    g_source_attach (self->timer, self->context);
-  }
-  if (g_source_get_ready_time (self->timer) == -1)
-    g_source_set_ready_time (self->timer, self->deadline);
+  if (self->timer != NULL)
+    return;
+  self->timer = g_source_new (&timer_funcs, sizeof (GSource));
+  g_source_set_static_name (self->timer, "[sockbridge] framer flush");
+  g_source_set_callback (self->timer, on_timer, self, NULL);
+  g_source_set_ready_time (self->timer, self->deadline);
+  g_source_attach (self->timer, self->context);
 }
 
 /* func may be called several times, in byte order, before this returns. */
