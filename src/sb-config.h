@@ -12,6 +12,7 @@ G_BEGIN_DECLS
 #define SB_MAX_MAX_CONNECTIONS         65536
 #define SB_DEFAULT_UDP_PEER_TIMEOUT_MS 60000
 #define SB_MAX_IDENTIFIER_BYTES        255
+#define SB_MAX_DELIMITER_BYTES         64
 
 /* The settings of one server: what CreateServer* asked for, plus who owns
  * it. Plain data, so the state file and the option parser can be tested

@@ -1,3 +1,400 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define G_LOG_DOMAIN "sockbridge"
+
+#include <string.h>
+
 #include <glib.h>
-int main (int argc, char **argv) { g_test_init (&argc, &argv, NULL); return g_test_run (); }
+
+#include "sb-config.h"
+#include "sb-error.h"
+
+#define ALL_OPTIONS \
+  "bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
+  "max-connections, max-message-bytes, udp-peer-timeout-ms"
+
+static GVariant *
+parse_options (const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  GVariant *options = g_variant_parse (G_VARIANT_TYPE_VARDICT, text, NULL, NULL, &error);
+
+  g_assert_no_error (error);
+  return options;
+}
+
+static SbServerConfig *
+new_with_options (const char  *text,
+                  GError     **error)
+{
+  g_autoptr(GVariant) options = parse_options (text);
+
+  return sb_server_config_new_from_args (0, "", FALSE, "", options, error);
+}
+
+static void
+assert_delimiter (const SbServerConfig *config,
+                  const void           *expected,
+                  gsize                 expected_len)
+{
+  gsize len;
+  const void *data = g_bytes_get_data (config->delimiter, &len);
+
+  g_assert_cmpmem (data, len, expected, expected_len);
+}
+
+static void
+assert_defaults (const SbServerConfig *config)
+{
+  g_assert_cmpstr (config->identifier, ==, "");
+  assert_delimiter (config, NULL, 0);
+  g_assert_null (config->bind_address);
+  g_assert_false (config->use_udp);
+  g_assert_cmpuint (config->flush_timeout_ms, ==, 1000);
+  g_assert_cmpuint (config->max_message_bytes, ==, 1024 * 1024);
+  g_assert_cmpuint (config->max_connections, ==, 256);
+  g_assert_cmpuint (config->udp_peer_timeout_ms, ==, 60000);
+  g_assert_false (config->exit_with_caller);
+  g_assert_cmpuint (config->owner_uid, ==, 0);
+}
+
+static void
+test_defaults (void)
+{
+  g_autoptr(SbServerConfig) config = sb_server_config_new ();
+
+  assert_defaults (config);
+  g_assert_cmpuint (config->port, ==, 0);
+}
+
+static void
+test_from_args (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) plain = NULL;
+  g_autoptr(SbServerConfig) with_empty = NULL;
+  g_autoptr(GVariant) empty = parse_options ("@a{sv} {}");
+
+  plain = sb_server_config_new_from_args (5000, "", FALSE, "", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (plain->port, ==, 5000);
+  assert_defaults (plain);
+
+  with_empty = sb_server_config_new_from_args (6000, "\r\n", TRUE, "kitchen", empty, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (with_empty->port, ==, 6000);
+  g_assert_true (with_empty->use_udp);
+  g_assert_cmpstr (with_empty->identifier, ==, "kitchen");
+  assert_delimiter (with_empty, "\r\n", 2);
+  g_assert_null (with_empty->bind_address);
+}
+
+/* The delimiter is raw bytes: a backslash is a backslash. */
+static void
+test_delimiter_not_unescaped (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+
+  config = sb_server_config_new_from_args (1, "\\r\\n", FALSE, "", NULL, &error);
+  g_assert_no_error (error);
+  assert_delimiter (config, "\\r\\n", 4);
+}
+
+static void
+test_every_option (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  static const guint8 delimiter[] = { 0x00, 0xff, 0x03 };
+
+  config = new_with_options ("{'bind-address': <'192.168.1.5'>,"
+                             " 'delimiter-bytes': <[byte 0x00, 0xff, 0x03]>,"
+                             " 'exit-with-caller': <true>,"
+                             " 'flush-timeout-ms': <uint32 0>,"
+                             " 'max-message-bytes': <uint32 4096>,"
+                             " 'max-connections': <uint32 3>,"
+                             " 'udp-peer-timeout-ms': <uint32 1234>}", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (config->bind_address, ==, "192.168.1.5");
+  assert_delimiter (config, delimiter, sizeof delimiter);
+  g_assert_true (config->exit_with_caller);
+  g_assert_cmpuint (config->flush_timeout_ms, ==, 0);
+  g_assert_cmpuint (config->max_message_bytes, ==, 4096);
+  g_assert_cmpuint (config->max_connections, ==, 3);
+  g_assert_cmpuint (config->udp_peer_timeout_ms, ==, 1234);
+}
+
+static void
+test_range_limits_accepted (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) low = NULL;
+  g_autoptr(SbServerConfig) high = NULL;
+
+  low = new_with_options ("{'max-message-bytes': <uint32 1>, 'max-connections': <uint32 1>}",
+                          &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (low->max_message_bytes, ==, 1);
+  g_assert_cmpuint (low->max_connections, ==, 1);
+
+  high = new_with_options ("{'max-message-bytes': <uint32 16777216>,"
+                           " 'max-connections': <uint32 65536>,"
+                           " 'flush-timeout-ms': <uint32 4294967295>,"
+                           " 'udp-peer-timeout-ms': <uint32 4294967295>}", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (high->max_message_bytes, ==, 16777216);
+  g_assert_cmpuint (high->max_connections, ==, 65536);
+  g_assert_cmpuint (high->flush_timeout_ms, ==, G_MAXUINT32);
+  g_assert_cmpuint (high->udp_peer_timeout_ms, ==, G_MAXUINT32);
+}
+
+static void
+test_length_limits (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autofree char *identifier_255 = g_strnfill (255, 'i');
+  g_autofree char *identifier_300 = g_strnfill (300, 'i');
+  g_autofree char *delimiter_64 = g_strnfill (64, ';');
+  g_autofree char *delimiter_65 = g_strnfill (65, ';');
+
+  config = sb_server_config_new_from_args (1, delimiter_64, FALSE, identifier_255, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (config->identifier, ==, identifier_255);
+  assert_delimiter (config, delimiter_64, 64);
+  g_clear_pointer (&config, sb_server_config_free);
+
+  config = sb_server_config_new_from_args (1, "", FALSE, identifier_300, NULL, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==, "identifier is 300 bytes; at most 255 are allowed");
+  g_clear_error (&error);
+
+  config = sb_server_config_new_from_args (1, delimiter_65, FALSE, "", NULL, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==, "delimiter is 65 bytes; at most 64 are allowed");
+  g_clear_error (&error);
+
+  config = sb_server_config_new_from_args (1, "", FALSE, "caf\xc3", NULL, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "identifier"));
+}
+
+typedef struct
+{
+  const char *options;
+  const char *message;    /* exact, or a substring when it starts with '*' */
+} InvalidCase;
+
+static const InvalidCase invalid_cases[] = {
+  { "{'foo': <1>}", "unknown option 'foo'; known options are: " ALL_OPTIONS },
+  { "{'max-connections': <uint32 5>, 'Bind-Address': <'::1'>}", "*'Bind-Address'" },
+  { "{'flush-timeout-ms': <'1000'>}", "option 'flush-timeout-ms' must be of type 'u', not 's'" },
+  { "{'flush-timeout-ms': <1000>}", "option 'flush-timeout-ms' must be of type 'u', not 'i'" },
+  { "{'bind-address': <uint32 1>}", "option 'bind-address' must be of type 's', not 'u'" },
+  { "{'bind-address': <objectpath '/a'>}", "option 'bind-address' must be of type 's', not 'o'" },
+  { "{'delimiter-bytes': <'\\r\\n'>}", "option 'delimiter-bytes' must be of type 'ay', not 's'" },
+  { "{'delimiter-bytes': <@an [1]>}", "option 'delimiter-bytes' must be of type 'ay', not 'an'" },
+  { "{'exit-with-caller': <uint32 1>}", "option 'exit-with-caller' must be of type 'b', not 'u'" },
+  { "{'max-message-bytes': <uint64 5>}", "option 'max-message-bytes' must be of type 'u', not 't'" },
+  { "{'max-connections': <'3'>}", "option 'max-connections' must be of type 'u', not 's'" },
+  { "{'udp-peer-timeout-ms': <true>}", "option 'udp-peer-timeout-ms' must be of type 'u', not 'b'" },
+  { "{'max-message-bytes': <uint32 0>}", "option 'max-message-bytes' must be from 1 to 16777216, not 0" },
+  { "{'max-message-bytes': <uint32 16777217>}", "*'max-message-bytes'" },
+  { "{'max-connections': <uint32 0>}", "option 'max-connections' must be from 1 to 65536, not 0" },
+  { "{'max-connections': <uint32 65537>}", "*'max-connections'" },
+  { "{'delimiter-bytes': <b'0123456789012345678901234567890123456789012345678901234567890123'>}",
+    "option 'delimiter-bytes' is 65 bytes; at most 64 are allowed" },
+  { "{'bind-address': <'localhost'>}",
+    "option 'bind-address' must be a numeric IPv4 or IPv6 address, not 'localhost'" },
+  { "{'bind-address': <''>}", "*'bind-address'" },
+  { "{'bind-address': <'192.168.1.256'>}", "*'bind-address'" },
+  { "{'bind-address': <'1::2::3'>}", "*'bind-address'" },
+  { "{'bind-address': <' ::1'>}", "*'bind-address'" },
+};
+
+static void
+test_invalid_options (void)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (invalid_cases); i++) {
+    const InvalidCase *c = &invalid_cases[i];
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SbServerConfig) config = NULL;
+
+    g_test_message ("options %s", c->options);
+    config = new_with_options (c->options, &error);
+    g_assert_null (config);
+    g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+    if (c->message[0] == '*')
+      g_assert_nonnull (strstr (error->message, c->message + 1));
+    else
+      g_assert_cmpstr (error->message, ==, c->message);
+  }
+}
+
+static void
+test_options_not_a_dict (void)
+{
+  g_autoptr(GVariant) options = g_variant_ref_sink (g_variant_new_uint32 (1));
+  g_autoptr(SbServerConfig) config = NULL;
+
+  g_test_expect_message (G_LOG_DOMAIN, G_LOG_LEVEL_CRITICAL, "*G_VARIANT_TYPE_VARDICT*");
+  config = sb_server_config_new_from_args (1, "", FALSE, "", options, NULL);
+  g_test_assert_expected_messages ();
+  g_assert_null (config);
+}
+
+static void
+test_delimiter_bytes_overrides (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) binary = parse_options ("{'delimiter-bytes': <[byte 0x00, 0xff]>}");
+  g_autoptr(GVariant) empty = parse_options ("{'delimiter-bytes': <@ay []>}");
+  g_autoptr(SbServerConfig) config = NULL;
+
+  config = sb_server_config_new_from_args (1, "\r\n", FALSE, "", binary, &error);
+  g_assert_no_error (error);
+  assert_delimiter (config, "\x00\xff", 2);
+  g_clear_pointer (&config, sb_server_config_free);
+
+  /* Empty bytes override too: no delimiter at all. */
+  config = sb_server_config_new_from_args (1, "\r\n", FALSE, "", empty, &error);
+  g_assert_no_error (error);
+  assert_delimiter (config, NULL, 0);
+}
+
+static void
+test_bind_address_canonical (void)
+{
+  static const char * const cases[][2] = {
+    { "0:0::1", "::1" },
+    { "0000:0000:0000:0000:0000:0000:0000:0001", "::1" },
+    { "FE80::ABCD", "fe80::abcd" },
+    { "::", "::" },
+    { "0.0.0.0", "0.0.0.0" },
+    { "127.0.0.1", "127.0.0.1" },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *text = g_strdup_printf ("{'bind-address': <'%s'>}", cases[i][0]);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(SbServerConfig) config = new_with_options (text, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (config->bind_address, ==, cases[i][1]);
+  }
+}
+
+static SbServerConfig *
+new_full_config (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) options = parse_options ("{'bind-address': <'::1'>}");
+  SbServerConfig *config;
+
+  config = sb_server_config_new_from_args (5000, "\n", FALSE, "id", options, &error);
+  g_assert_no_error (error);
+  config->owner_uid = 1000;
+  return config;
+}
+
+static void
+test_same_settings (void)
+{
+  g_autoptr(SbServerConfig) a = new_full_config ();
+  g_autoptr(SbServerConfig) b = NULL;
+
+#define CHECK_DIFFERENT(statement) \
+  G_STMT_START { \
+    g_clear_pointer (&b, sb_server_config_free); \
+    b = sb_server_config_copy (a); \
+    g_assert_true (sb_server_config_same_settings (a, b)); \
+    statement; \
+    g_test_message ("%s", #statement); \
+    g_assert_false (sb_server_config_same_settings (a, b)); \
+    g_assert_false (sb_server_config_same_settings (b, a)); \
+  } G_STMT_END
+
+  CHECK_DIFFERENT (b->use_udp = TRUE);
+  CHECK_DIFFERENT (g_free (b->identifier); b->identifier = g_strdup ("other"));
+  CHECK_DIFFERENT (g_free (b->identifier); b->identifier = g_strdup (""));
+  CHECK_DIFFERENT (g_bytes_unref (b->delimiter); b->delimiter = g_bytes_new ("\r", 1));
+  CHECK_DIFFERENT (g_bytes_unref (b->delimiter); b->delimiter = g_bytes_new (NULL, 0));
+  CHECK_DIFFERENT (g_clear_pointer (&b->bind_address, g_free));
+  CHECK_DIFFERENT (g_free (b->bind_address); b->bind_address = g_strdup ("127.0.0.1"));
+  CHECK_DIFFERENT (b->flush_timeout_ms++);
+  CHECK_DIFFERENT (b->max_message_bytes++);
+  CHECK_DIFFERENT (b->max_connections++);
+  CHECK_DIFFERENT (b->udp_peer_timeout_ms++);
+  CHECK_DIFFERENT (b->exit_with_caller = TRUE);
+#undef CHECK_DIFFERENT
+
+  /* Port and owner are not settings. */
+  g_clear_pointer (&b, sb_server_config_free);
+  b = sb_server_config_copy (a);
+  b->port = 6000;
+  b->owner_uid = 0;
+  g_assert_true (sb_server_config_same_settings (a, b));
+
+  /* Equal contents in distinct storage are the same settings. */
+  g_free (b->identifier);
+  b->identifier = g_strdup ("id");
+  g_bytes_unref (b->delimiter);
+  b->delimiter = g_bytes_new ("\n", 1);
+  g_assert_true (sb_server_config_same_settings (a, b));
+
+  g_clear_pointer (&a->bind_address, g_free);
+  g_clear_pointer (&b->bind_address, g_free);
+  g_assert_true (sb_server_config_same_settings (a, b));
+}
+
+static void
+test_copy_is_deep (void)
+{
+  g_autoptr(SbServerConfig) original = new_full_config ();
+  g_autoptr(SbServerConfig) copy = sb_server_config_copy (original);
+
+  g_assert_true (copy != original);
+  g_assert_true (copy->identifier != original->identifier);
+  g_assert_true (copy->bind_address != original->bind_address);
+  g_assert_cmpuint (copy->port, ==, 5000);
+  g_assert_cmpuint (copy->owner_uid, ==, 1000);
+  g_assert_true (sb_server_config_same_settings (original, copy));
+
+  /* The copy outlives the original (valgrind and ASan check the reads). */
+  g_clear_pointer (&original, sb_server_config_free);
+  g_assert_cmpstr (copy->identifier, ==, "id");
+  g_assert_cmpstr (copy->bind_address, ==, "::1");
+  assert_delimiter (copy, "\n", 1);
+}
+
+static void
+test_free_null (void)
+{
+  sb_server_config_free (NULL);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/config/defaults", test_defaults);
+  g_test_add_func ("/config/from-args", test_from_args);
+  g_test_add_func ("/config/delimiter-not-unescaped", test_delimiter_not_unescaped);
+  g_test_add_func ("/config/every-option", test_every_option);
+  g_test_add_func ("/config/range-limits-accepted", test_range_limits_accepted);
+  g_test_add_func ("/config/length-limits", test_length_limits);
+  g_test_add_func ("/config/invalid-options", test_invalid_options);
+  g_test_add_func ("/config/options-not-a-dict", test_options_not_a_dict);
+  g_test_add_func ("/config/delimiter-bytes-overrides", test_delimiter_bytes_overrides);
+  g_test_add_func ("/config/bind-address-canonical", test_bind_address_canonical);
+  g_test_add_func ("/config/same-settings", test_same_settings);
+  g_test_add_func ("/config/copy-is-deep", test_copy_is_deep);
+  g_test_add_func ("/config/free-null", test_free_null);
+
+  return g_test_run ();
+}
