@@ -191,12 +191,13 @@ static void
 destroy_server (SbDaemon *self,
                 SbServer *server)
 {
-  g_autoptr(SbServer) keep = g_object_ref (server);
+  /* The table may hold the last reference. */
+  g_autoptr(SbServer) doomed = g_object_ref (server);
 
   g_hash_table_remove (self->servers,
-                       server_key (sb_server_get_port (server), sb_server_get_use_udp (server)));
-  sb_server_stop (server);
-  emit_server_status (self, server, "OFFLINE");
+                       server_key (sb_server_get_port (doomed), sb_server_get_use_udp (doomed)));
+  sb_server_stop (doomed);
+  emit_server_status (self, doomed, "OFFLINE");
 }
 
 static gboolean

@@ -231,12 +231,12 @@ sb_server_client_offline (SbServer *self,
                           SbClient *client)
 {
   SbServerPrivate *priv = sb_server_get_instance_private (self);
-  g_autoptr(SbClient) keep = g_object_ref (client);
+  g_autoptr(SbClient) leaving = g_object_ref (client);
 
-  if (!g_hash_table_remove (priv->clients, client))
+  if (!g_hash_table_remove (priv->clients, leaving))
     return;
   sb_total_clients--;
-  priv->events.client_offline (self, client, priv->user_data);
+  priv->events.client_offline (self, leaving, priv->user_data);
 }
 
 /* Turns a bind failure into the contract's error, naming the port. */

@@ -241,8 +241,6 @@ sb_tcp_connection_close (SbClient *client)
 static void
 sb_tcp_connection_finish (SbTcpConnection *self)
 {
-  g_autoptr(SbTcpConnection) keep = g_object_ref (self);
-
   if (self->closed)
     return;
   self->closed = TRUE;
@@ -251,6 +249,7 @@ sb_tcp_connection_finish (SbTcpConnection *self)
   drop_send_queue (self);
   sb_framer_flush (self->framer);
   g_socket_close (self->socket, NULL);
+  /* Last: the server may drop its last reference to us here. */
   sb_server_client_offline (sb_client_get_server (SB_CLIENT (self)), SB_CLIENT (self));
 }
 
