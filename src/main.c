@@ -89,8 +89,10 @@ on_name_lost (GDBusConnection *connection,
                 "(start with --replace to take over) or the bus policy forbids it\n", name);
     quit (main_data, 1);
   } else {
-    g_message ("another instance took over the name %s; exiting", name);
-    quit (main_data, 0);
+    /* Non-zero, like every other loss of the name: a supervisor must
+     * not take a take-over for a clean stop. */
+    g_printerr ("sockbridged: another instance took over the name %s; exiting\n", name);
+    quit (main_data, 1);
   }
 }
 
