@@ -3,9 +3,21 @@
 
 #include "sb-tcp-connection.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include "sb-error.h"
 #include "sb-framer.h"
 #include "sb-poller.h"
+
+/* A peer that vanished without a word (power cut, cable pulled) is found
+ * by keepalive probes after about two minutes of silence, and one that
+ * stops acknowledging what is sent to it after SB_USER_TIMEOUT_MS, instead
+ * of the kernel's two hours and fifteen minutes. */
+#define SB_KEEPALIVE_IDLE_S     60
+#define SB_KEEPALIVE_INTERVAL_S 10
+#define SB_KEEPALIVE_COUNT      6
+#define SB_USER_TIMEOUT_MS      120000
 
 /* How long ServerCloseClient waits for a client that does not read what
  * was queued for it before closing anyway. */
@@ -287,6 +299,16 @@ sb_tcp_connection_init (SbTcpConnection *self)
   g_queue_init (&self->send_queue);
 }
 
+static void
+set_liveness_checks (GSocket *socket)
+{
+  g_socket_set_keepalive (socket, TRUE);
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_KEEPIDLE, SB_KEEPALIVE_IDLE_S, NULL);
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_KEEPINTVL, SB_KEEPALIVE_INTERVAL_S, NULL);
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_KEEPCNT, SB_KEEPALIVE_COUNT, NULL);
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_USER_TIMEOUT, SB_USER_TIMEOUT_MS, NULL);
+}
+
 SbTcpConnection *
 sb_tcp_connection_new (SbServer           *server,
                        GSocketConnection  *connection,
@@ -305,7 +327,7 @@ sb_tcp_connection_new (SbServer           *server,
   self = g_object_new (SB_TYPE_TCP_CONNECTION, NULL);
   self->connection = g_object_ref (connection);
   self->socket = g_socket_connection_get_socket (connection);
-  g_socket_set_keepalive (self->socket, TRUE);
+  set_liveness_checks (self->socket);
   sb_client_setup (SB_CLIENT (self), server, remote);
   self->framer = sb_framer_new (delimiter, delimiter_len, config->max_message_bytes,
                                 config->flush_timeout_ms, on_frame, self);
