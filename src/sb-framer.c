@@ -3,6 +3,8 @@
 
 #include "sb-framer.h"
 
+#include "sb-source.h"
+
 #include <string.h>
 
 /* A buffer this large is handed back to the allocator once its frame is
@@ -107,10 +109,7 @@ sb_framer_free (SbFramer *self)
   if (self == NULL)
     return;
 
-  if (self->timer != NULL) {
-    g_source_destroy (self->timer);
-    g_source_unref (self->timer);
-  }
+  sb_clear_source (&self->timer);
   g_main_context_unref (self->context);
   g_free (self->buf);
   g_free (self);
@@ -255,18 +254,6 @@ feed_undelimited (SbFramer     *self,
   }
 }
 
-static gboolean
-timer_dispatch (GSource     *source,
-                GSourceFunc  callback,
-                gpointer     user_data)
-{
-  return callback (user_data);
-}
-
-static GSourceFuncs timer_funcs = {
-  .dispatch = timer_dispatch,
-};
-
 /* Feeds only move self->deadline; the source is re-armed here when it fires
  * early. Setting the ready time wakes the main context up, which is not
  * worth paying on every read of a busy connection. */
@@ -291,10 +278,7 @@ on_timer (gpointer user_data)
 static void
 timer_disarm (SbFramer *self)
 {
-  if (self->timer == NULL)
-    return;
-  g_source_destroy (self->timer);
-  g_clear_pointer (&self->timer, g_source_unref);
+  sb_clear_source (&self->timer);
 }
 
 static void
@@ -304,11 +288,7 @@ timer_arm (SbFramer *self)
 
   if (self->timer != NULL)
     return;
-  self->timer = g_source_new (&timer_funcs, sizeof (GSource));
-  g_source_set_static_name (self->timer, "[sockbridge] framer flush");
-  g_source_set_callback (self->timer, on_timer, self, NULL);
-  g_source_set_ready_time (self->timer, self->deadline);
-  g_source_attach (self->timer, self->context);
+  self->timer = sb_deadline_source_new (self->deadline, on_timer, self, self->context);
 }
 
 /* func may be called several times, in byte order, before this returns. */

@@ -8,6 +8,7 @@
 
 #include "sb-error.h"
 #include "sb-framer.h"
+#include "sb-source.h"
 #include "sb-poller.h"
 
 /* A peer that vanished without a word (power cut, cable pulled) is found
@@ -49,15 +50,6 @@ static guint8 sb_read_buffer[64 * 1024];
 static void sb_tcp_connection_finish (SbTcpConnection *self);
 
 static void
-clear_source (GSource **source)
-{
-  if (*source == NULL)
-    return;
-  g_source_destroy (*source);
-  g_clear_pointer (source, g_source_unref);
-}
-
-static void
 drop_send_queue (SbTcpConnection *self)
 {
   g_queue_clear_full (&self->send_queue, (GDestroyNotify) g_bytes_unref);
@@ -71,7 +63,7 @@ sb_tcp_connection_finalize (GObject *object)
   SbTcpConnection *self = SB_TCP_CONNECTION (object);
 
   g_clear_pointer (&self->watch, sb_watch_free);
-  clear_source (&self->close_timeout);
+  sb_clear_source (&self->close_timeout);
   drop_send_queue (self);
   g_clear_pointer (&self->framer, sb_framer_free);
   g_clear_object (&self->connection);
@@ -257,7 +249,7 @@ sb_tcp_connection_finish (SbTcpConnection *self)
     return;
   self->closed = TRUE;
   g_clear_pointer (&self->watch, sb_watch_free);
-  clear_source (&self->close_timeout);
+  sb_clear_source (&self->close_timeout);
   drop_send_queue (self);
   sb_framer_flush (self->framer);
   g_socket_close (self->socket, NULL);

@@ -8,6 +8,7 @@
 
 #include "sb-error.h"
 #include "sb-framer.h"
+#include "sb-source.h"
 #include "sb-statistics.h"
 #include "sb-tcp-connection.h"
 
@@ -65,15 +66,6 @@ G_DEFINE_FINAL_TYPE (SbUdpServer, sb_udp_server, SB_TYPE_SERVER)
 
 static void forget_peer (SbUdpServer *self, SbUdpPeer *peer);
 static void flush_out (SbUdpServer *self);
-
-static void
-clear_source (GSource **source)
-{
-  if (*source == NULL)
-    return;
-  g_source_destroy (*source);
-  g_clear_pointer (source, g_source_unref);
-}
 
 /* ---- peer key ---------------------------------------------------------- */
 
@@ -235,7 +227,7 @@ flush_out (SbUdpServer *self)
                sb_server_get_port (SB_SERVER (self)), error->message);
     out_datagram_free (g_queue_pop_head (&self->out));
   }
-  clear_source (&self->write_source);
+  sb_clear_source (&self->write_source);
 }
 
 /* ---- peer lifetime ------------------------------------------------------ */
@@ -258,7 +250,8 @@ forget_peer (SbUdpServer *self,
 }
 
 /* The timer is re-armed only when it fires, never per datagram: setting a
- * source's ready time wakes the main loop. */
+ * source's ready time wakes the main loop. It exists only while there are
+ * peers, so an idle server costs the main loop nothing. */
 static gboolean
 on_expiry (gpointer user_data)
 {
@@ -268,19 +261,12 @@ on_expiry (gpointer user_data)
 
   while ((head = g_queue_peek_head (&self->lru)) != NULL && peer_expiry (self, head) <= now)
     forget_peer (self, head);
-  g_source_set_ready_time (self->expiry_source, head ? peer_expiry (self, head) : -1);
+  if (head != NULL)
+    g_source_set_ready_time (self->expiry_source, peer_expiry (self, head));
+  else
+    sb_clear_source (&self->expiry_source);
   return G_SOURCE_CONTINUE;
 }
-
-static gboolean
-expiry_dispatch (GSource     *source,
-                 GSourceFunc  callback,
-                 gpointer     user_data)
-{
-  return callback (user_data);
-}
-
-static GSourceFuncs expiry_funcs = { .dispatch = expiry_dispatch };
 
 static void
 arm_expiry (SbUdpServer *self,
@@ -288,14 +274,8 @@ arm_expiry (SbUdpServer *self,
 {
   if (sb_server_get_config (SB_SERVER (self))->udp_peer_timeout_ms == 0)
     return;
-  if (self->expiry_source == NULL) {
-    self->expiry_source = g_source_new (&expiry_funcs, sizeof (GSource));
-    g_source_set_callback (self->expiry_source, on_expiry, self, NULL);
-    g_source_set_ready_time (self->expiry_source, -1);
-    g_source_attach (self->expiry_source, NULL);
-  }
-  if (g_source_get_ready_time (self->expiry_source) == -1)
-    g_source_set_ready_time (self->expiry_source, peer_expiry (self, peer));
+  if (self->expiry_source == NULL)
+    self->expiry_source = sb_deadline_source_new (peer_expiry (self, peer), on_expiry, self, NULL);
 }
 
 static void
@@ -508,9 +488,9 @@ sb_udp_server_stop (SbServer *server)
 {
   SbUdpServer *self = SB_UDP_SERVER (server);
 
-  clear_source (&self->read_source);
-  clear_source (&self->write_source);
-  clear_source (&self->expiry_source);
+  sb_clear_source (&self->read_source);
+  sb_clear_source (&self->write_source);
+  sb_clear_source (&self->expiry_source);
   g_queue_clear_full (&self->out, (GDestroyNotify) out_datagram_free);
   g_clear_pointer (&self->framer, sb_framer_free);
   if (self->socket != NULL)
