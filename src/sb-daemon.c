@@ -764,8 +764,15 @@ restore_one (SbDaemon             *self,
 {
   g_autoptr(GError) error = NULL;
 
-  if (g_hash_table_contains (self->servers, server_key (config->port, config->use_udp)) ||
-      start_server (self, config, &error) != NULL)
+  if (g_hash_table_contains (self->servers, server_key (config->port, config->use_udp)))
+    return TRUE;
+  /* Callers may have filled the daemon while a restore was retried. */
+  if (g_hash_table_size (self->servers) >= SB_MAX_SERVERS) {
+    g_debug ("not restoring the server on port %u/%s: at the server limit",
+             config->port, proto_name (config->use_udp));
+    return TRUE;
+  }
+  if (start_server (self, config, &error) != NULL)
     return TRUE;
   if (!last_try && g_error_matches (error, SB_ERROR, SB_ERROR_ADDRESS_IN_USE))
     return FALSE;
@@ -798,6 +805,11 @@ sb_daemon_restore (SbDaemon *self)
   if (self->state_path == NULL)
     return;
   configs = sb_state_load (self->state_path);
+  if (configs->len > SB_MAX_SERVERS) {
+    g_warning ("the state file names %u servers; restoring the first %d, the limit",
+               configs->len, SB_MAX_SERVERS);
+    g_ptr_array_set_size (configs, SB_MAX_SERVERS);
+  }
   for (guint i = 0; i < configs->len; i++)
     g_ptr_array_add (self->dormant, sb_server_config_copy (configs->pdata[i]));
   if (restore_dormant (self) == G_SOURCE_CONTINUE)

@@ -493,6 +493,23 @@ move_aside (const char *path,
              path, reason, corrupt, g_strerror (saved_errno));
 }
 
+/* The most servers the daemon runs, written with the longest identifiers,
+ * take about 2 MiB; anything much larger was not written by sockbridged,
+ * and is refused before it is read into memory. A missing file passes. */
+static gboolean
+file_size_is_sane (const char  *path,
+                   GError     **error)
+{
+  GStatBuf info;
+
+  if (g_stat (path, &info) != 0 || info.st_size <= SB_STATE_MAX_BYTES)
+    return TRUE;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+               "it is %" G_GINT64_FORMAT " bytes; a state file is at most %d",
+               (gint64) info.st_size, SB_STATE_MAX_BYTES);
+  return FALSE;
+}
+
 GPtrArray *
 sb_state_load (const char *path)
 {
@@ -503,7 +520,9 @@ sb_state_load (const char *path)
 
   g_return_val_if_fail (path != NULL, config_array_new ());
 
-  if (g_file_get_contents (path, &data, &len, &error))
+  if (!file_size_is_sane (path, &error))
+    ;
+  else if (g_file_get_contents (path, &data, &len, &error))
     configs = sb_state_parse (data, len, &error);
   else if (g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
     return config_array_new ();

@@ -7,6 +7,9 @@
 
 G_BEGIN_DECLS
 
+/* Larger state files are refused unread (and moved aside). */
+#define SB_STATE_MAX_BYTES (4 * 1024 * 1024)
+
 /* The state file: the servers to re-create at start-up, as JSON. */
 
 /* Parses the JSON text of a state file into SbServerConfig elements
