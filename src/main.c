@@ -78,10 +78,11 @@ on_name_lost (GDBusConnection *connection,
 {
   SbMain *main_data = user_data;
 
-  if (connection == NULL) {
+  /* GDBus reports a connection that closed later as no connection. */
+  if (connection == NULL && !main_data->acquired) {
     g_printerr ("sockbridged: cannot connect to the D-Bus bus\n");
     quit (main_data, 1);
-  } else if (g_dbus_connection_is_closed (connection)) {
+  } else if (connection == NULL || g_dbus_connection_is_closed (connection)) {
     g_printerr ("sockbridged: the connection to the D-Bus bus closed\n");
     quit (main_data, 1);
   } else if (!main_data->acquired) {

@@ -330,6 +330,7 @@ parameters (GDBusMethodInvocation *invocation)
 static gboolean
 check_port_free (SbDaemon              *self,
                  const SbServerConfig  *config,
+                 const char            *sender,
                  SbServer             **existing,
                  GError               **error)
 {
@@ -357,6 +358,15 @@ check_port_free (SbDaemon              *self,
                  config->port, proto_name (config->use_udp), sb_server_get_identifier (server));
     return FALSE;
   }
+  /* Its life is tied to another connection: handing it over would hand
+   * out a port that closes when someone else leaves. */
+  if (config->exit_with_caller && g_strcmp0 (sb_server_get_creator (server), sender) != 0) {
+    g_set_error (error, SB_ERROR, SB_ERROR_ADDRESS_IN_USE,
+                 "port %u/%s is already served by sockbridge for another D-Bus connection "
+                 "(exit-with-caller ties it to %s)",
+                 config->port, proto_name (config->use_udp), sb_server_get_creator (server));
+    return FALSE;
+  }
   *existing = server;
   return TRUE;
 }
@@ -367,9 +377,10 @@ create_server (SbDaemon               *self,
                GDBusMethodInvocation  *invocation,
                GError                **error)
 {
+  const char *sender = g_dbus_method_invocation_get_sender (invocation);
   SbServer *server;
 
-  if (!check_port_free (self, config, &server, error))
+  if (!check_port_free (self, config, sender, &server, error))
     return NULL;
   if (server != NULL)
     return server;
@@ -382,7 +393,7 @@ create_server (SbDaemon               *self,
   if (server == NULL)
     return NULL;
   if (config->exit_with_caller) {
-    sb_server_set_creator (server, g_dbus_method_invocation_get_sender (invocation));
+    sb_server_set_creator (server, sender);
     return server;
   }
   drop_dormant (self, sb_server_get_port (server), FALSE, config->use_udp, G_MAXUINT32);

@@ -2,6 +2,7 @@
 """exit-with-caller: a server ends with the D-Bus connection that created it."""
 
 import pytest
+from dbus_fast.errors import DBusError
 
 from sbharness import (
     Client,
@@ -108,3 +109,23 @@ async def test_exit_with_caller_other_connection_of_same_user_unaffected(
     await sb.barrier()
     assert not sb.rec.find(server_status(mine, "OFFLINE"))
     assert [s.port for s in await sb.list_servers()] == [mine]
+
+
+async def test_exit_with_caller_server_is_handed_back_only_to_its_creator(
+    sb: Client, bus_address: str
+) -> None:
+    """Idempotent create must not hand a port that closes when someone else leaves."""
+    other = await Client.connect(bus_address)
+    options = {"exit-with-caller": True}
+    port = await other.create_server(0, "\n", False, "ewc-held", options)
+    assert await other.create_server(port, "\n", False, "ewc-held", options) == port
+
+    with pytest.raises(DBusError) as info:
+        await sb.create_server(port, "\n", False, "ewc-held", options)
+    assert info.value.type == "io.github.Sockbridge1.Error.AddressInUse"
+    assert str(port) in info.value.text
+    assert len(await sb.list_servers()) == 1
+
+    await wait_gone(sb, other)
+    await sb.wait_offline(port)
+    assert await sb.create_server(port, "\n", False, "ewc-held", options) == port

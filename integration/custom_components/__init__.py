@@ -1,0 +1,1 @@
+"""Custom integrations: sockbridge (this package exists for the tests and type checks)."""

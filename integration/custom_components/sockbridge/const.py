@@ -1,0 +1,87 @@
+"""Constants of the sockbridge integration."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DOMAIN: Final = "sockbridge"
+
+# Config entry data: where the daemon is and which server (fixed for an entry).
+CONF_BUS: Final = "bus"
+CONF_ADDRESS: Final = "address"
+CONF_PORT: Final = "port"
+CONF_PROTOCOL: Final = "protocol"
+
+# Config entry options: what the options flow may change.
+CONF_DELIMITER: Final = "delimiter"
+CONF_IDENTIFIER: Final = "identifier"
+CONF_FLUSH_TIMEOUT_MS: Final = "flush_timeout_ms"
+CONF_MAX_MESSAGE_BYTES: Final = "max_message_bytes"
+CONF_MAX_CONNECTIONS: Final = "max_connections"
+CONF_UDP_PEER_TIMEOUT_MS: Final = "udp_peer_timeout_ms"
+CONF_BIND_ADDRESS: Final = "bind_address"
+
+# Only in the config flow's first step: go on to the advanced options.
+CONF_ADVANCED: Final = "advanced"
+
+BUS_SYSTEM: Final = "system"
+BUS_SESSION: Final = "session"
+BUS_ADDRESS: Final = "address"
+BUSES: Final = [BUS_SYSTEM, BUS_SESSION, BUS_ADDRESS]
+
+PROTOCOL_TCP: Final = "tcp"
+PROTOCOL_UDP: Final = "udp"
+PROTOCOLS: Final = [PROTOCOL_TCP, PROTOCOL_UDP]
+
+# The daemon's defaults and bounds (dbus/io.github.Sockbridge1.xml).
+DEFAULT_DELIMITER: Final = "\\r\\n"
+DEFAULT_FLUSH_TIMEOUT_MS: Final = 1000
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1048576
+MAX_MAX_MESSAGE_BYTES: Final = 16777216
+DEFAULT_MAX_CONNECTIONS: Final = 256
+DEFAULT_UDP_PEER_TIMEOUT_MS: Final = 60000
+MAX_DELIMITER_BYTES: Final = 64
+MAX_IDENTIFIER_BYTES: Final = 255
+MAX_UINT32: Final = 0xFFFFFFFF
+
+DEFAULT_OPTIONS: Final[dict[str, str | int]] = {
+    CONF_DELIMITER: DEFAULT_DELIMITER,
+    CONF_IDENTIFIER: "",
+    CONF_FLUSH_TIMEOUT_MS: DEFAULT_FLUSH_TIMEOUT_MS,
+    CONF_MAX_MESSAGE_BYTES: DEFAULT_MAX_MESSAGE_BYTES,
+    CONF_MAX_CONNECTIONS: DEFAULT_MAX_CONNECTIONS,
+    CONF_UDP_PEER_TIMEOUT_MS: DEFAULT_UDP_PEER_TIMEOUT_MS,
+    CONF_BIND_ADDRESS: "",
+}
+
+# Home Assistant bus events.
+EVENT_DATA_IN: Final = "sockbridge_data_in"
+EVENT_CONNECTION: Final = "sockbridge_connection"
+EVENT_STATUS: Final = "sockbridge_status"
+
+STATUS_ONLINE: Final = "ONLINE"
+STATUS_OFFLINE: Final = "OFFLINE"
+
+# Event entity types.
+EVENT_TYPE_DATA_RECEIVED: Final = "data_received"
+EVENT_TYPE_CONNECTED: Final = "connected"
+EVENT_TYPE_DISCONNECTED: Final = "disconnected"
+
+# Event data and attribute keys.
+ATTR_ENTRY_ID: Final = "entry_id"
+ATTR_HANDLE: Final = "handle"
+ATTR_ADDRESS: Final = "address"
+ATTR_REMOTE_PORT: Final = "remote_port"
+ATTR_SERVER_PORT: Final = "server_port"
+ATTR_IDENTIFIER: Final = "identifier"
+ATTR_TEXT: Final = "text"
+ATTR_HEX: Final = "hex"
+ATTR_STATUS: Final = "status"
+
+# Actions.
+SERVICE_SEND: Final = "send"
+SERVICE_CLOSE_CLIENT: Final = "close_client"
+ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+
+# A state is at most 255 characters.
+MAX_STATE_LENGTH: Final = 255

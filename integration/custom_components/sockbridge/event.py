@@ -1,0 +1,87 @@
+"""Event entities: data received, and clients connecting or disconnecting."""
+
+from __future__ import annotations
+
+from homeassistant.components.event import EventEntity
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddEntitiesCallback
+
+from .const import (
+    ATTR_ADDRESS,
+    ATTR_HANDLE,
+    ATTR_HEX,
+    ATTR_REMOTE_PORT,
+    ATTR_TEXT,
+    DOMAIN,
+    EVENT_TYPE_CONNECTED,
+    EVENT_TYPE_DATA_RECEIVED,
+    EVENT_TYPE_DISCONNECTED,
+)
+from .entity import SockbridgeEntity
+from .server import ConnectedClient, ReceivedData, SockbridgeServer
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: ConfigEntry, async_add_entities: AddEntitiesCallback
+) -> None:
+    """Add the event entities of the entry's server."""
+    server: SockbridgeServer = hass.data[DOMAIN][entry.entry_id]
+    async_add_entities([DataReceivedEvent(server), ClientConnectionEvent(server)])
+
+
+class DataReceivedEvent(SockbridgeEntity, EventEntity):
+    """Fires data_received with each message a client sends."""
+
+    _unrecorded_attributes = frozenset({ATTR_TEXT, ATTR_HEX})
+
+    def __init__(self, server: SockbridgeServer) -> None:
+        """The data event of server."""
+        super().__init__(server, "data_received")
+        self._attr_event_types = [EVENT_TYPE_DATA_RECEIVED]
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the messages."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self._server.async_add_data_listener(self._on_data))
+
+    @callback
+    def _on_data(self, data: ReceivedData) -> None:
+        self._trigger_event(
+            EVENT_TYPE_DATA_RECEIVED,
+            {
+                ATTR_HANDLE: data.handle,
+                ATTR_ADDRESS: data.address,
+                ATTR_REMOTE_PORT: data.remote_port,
+                ATTR_TEXT: data.text,
+                ATTR_HEX: data.hex,
+            },
+        )
+        self.async_write_ha_state()
+
+
+class ClientConnectionEvent(SockbridgeEntity, EventEntity):
+    """Fires connected or disconnected as clients come and go."""
+
+    def __init__(self, server: SockbridgeServer) -> None:
+        """The connection event of server."""
+        super().__init__(server, "client_connection")
+        self._attr_event_types = [EVENT_TYPE_CONNECTED, EVENT_TYPE_DISCONNECTED]
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the clients."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self._server.async_add_connection_listener(self._on_connection))
+
+    @callback
+    def _on_connection(self, change: tuple[str, ConnectedClient]) -> None:
+        event_type, client = change
+        self._trigger_event(
+            event_type,
+            {
+                ATTR_HANDLE: client.handle,
+                ATTR_ADDRESS: client.address,
+                ATTR_REMOTE_PORT: client.remote_port,
+            },
+        )
+        self.async_write_ha_state()

@@ -1,0 +1,370 @@
+"""One config entry's server: its D-Bus connection, its state and its events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+import logging
+from typing import Any, Generic, TypeVar
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
+
+from .client import (
+    ConnectionStatus,
+    DaemonNotRunningError,
+    DataIn,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    ServerSettings,
+    ServerStatus,
+    SignalHandlers,
+    SockbridgeClient,
+    SockbridgeError,
+    decode_escapes,
+)
+from .const import (
+    ATTR_ADDRESS,
+    ATTR_ENTRY_ID,
+    ATTR_HANDLE,
+    ATTR_HEX,
+    ATTR_IDENTIFIER,
+    ATTR_REMOTE_PORT,
+    ATTR_SERVER_PORT,
+    ATTR_STATUS,
+    ATTR_TEXT,
+    CONF_ADDRESS,
+    CONF_BIND_ADDRESS,
+    CONF_BUS,
+    CONF_DELIMITER,
+    CONF_FLUSH_TIMEOUT_MS,
+    CONF_IDENTIFIER,
+    CONF_MAX_CONNECTIONS,
+    CONF_MAX_MESSAGE_BYTES,
+    CONF_PORT,
+    CONF_PROTOCOL,
+    CONF_UDP_PEER_TIMEOUT_MS,
+    DEFAULT_OPTIONS,
+    EVENT_CONNECTION,
+    EVENT_DATA_IN,
+    EVENT_STATUS,
+    EVENT_TYPE_CONNECTED,
+    EVENT_TYPE_DISCONNECTED,
+    PROTOCOL_UDP,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def settings_from_config(data: Mapping[str, Any], options: Mapping[str, Any]) -> ServerSettings:
+    """The server that an entry's data and options describe.
+
+    Raises InvalidEscapeError for a delimiter with an invalid escape.
+    """
+    merged = {**DEFAULT_OPTIONS, **options}
+    return ServerSettings(
+        port=int(data[CONF_PORT]),
+        use_udp=data[CONF_PROTOCOL] == PROTOCOL_UDP,
+        delimiter=decode_escapes(str(merged[CONF_DELIMITER])),
+        identifier=str(merged[CONF_IDENTIFIER]),
+        flush_timeout_ms=int(merged[CONF_FLUSH_TIMEOUT_MS]),
+        max_message_bytes=int(merged[CONF_MAX_MESSAGE_BYTES]),
+        max_connections=int(merged[CONF_MAX_CONNECTIONS]),
+        udp_peer_timeout_ms=int(merged[CONF_UDP_PEER_TIMEOUT_MS]),
+        bind_address=str(merged[CONF_BIND_ADDRESS]) or None,
+        exit_with_caller=True,
+    )
+
+
+def default_name(protocol: str, port: int) -> str:
+    """A server's name when it has no identifier."""
+    return f"sockbridge {protocol.upper()} {port or 'ephemeral port'}"
+
+
+@dataclass(slots=True)
+class ConnectedClient:
+    """A TCP connection or a UDP peer of the server."""
+
+    handle: int
+    address: str
+    remote_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedData:
+    """One ServerDataIn of the server."""
+
+    handle: int
+    address: str
+    remote_port: int
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        """The data as UTF-8 text, undecodable bytes replaced."""
+        return self.data.decode("utf-8", errors="replace")
+
+    @property
+    def hex(self) -> str:
+        """The data as lower-case hex digits."""
+        return self.data.hex()
+
+
+class _Listeners(Generic[_T]):
+    """Callbacks that entities register, each removed by what add() returns."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[_T], None]] = []
+
+    def add(self, func: Callable[[_T], None]) -> Callable[[], None]:
+        self._callbacks.append(func)
+        return lambda: self._callbacks.remove(func)
+
+    def __call__(self, value: _T) -> None:
+        for func in list(self._callbacks):
+            func(value)
+
+
+class SockbridgeServer:
+    """The server of one config entry, kept up as long as the entry is loaded.
+
+    It owns one D-Bus connection: the server is created from it with
+    exit-with-caller, so it ends with the connection. When the daemon leaves
+    the bus the server is gone and the entities are unavailable; when the
+    daemon comes back the server is created again.
+    """
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        """Read the settings; nothing runs before async_start()."""
+        self.hass = hass
+        self.entry = entry
+        self.bus: str = entry.data[CONF_BUS]
+        self.bus_address: str | None = entry.data.get(CONF_ADDRESS)
+        self.protocol: str = entry.data[CONF_PROTOCOL]
+        self.settings = settings_from_config(entry.data, entry.options)
+        self.client: SockbridgeClient | None = None
+        self.listening = False
+        self.bound_port: int | None = None
+        self.clients: dict[int, ConnectedClient] = {}
+        self.last_data: ReceivedData | None = None
+        self._server_owner: str | None = None
+        self._lock = asyncio.Lock()
+        self._state_listeners: _Listeners[None] = _Listeners()
+        self._data_listeners: _Listeners[ReceivedData] = _Listeners()
+        self._connection_listeners: _Listeners[tuple[str, ConnectedClient]] = _Listeners()
+
+    @property
+    def identifier(self) -> str:
+        """The identifier the daemon echoes in this server's signals."""
+        return self.settings.identifier
+
+    @property
+    def name(self) -> str:
+        """The device's name: the identifier, else protocol and port."""
+        return self.identifier or default_name(self.protocol, self.settings.port)
+
+    @property
+    def available(self) -> bool:
+        """Whether the bus connection is up and the daemon is on the bus."""
+        return (
+            self.client is not None
+            and self.client.connected
+            and self.client.daemon_owner is not None
+        )
+
+    # -- entities' listeners -------------------------------------------------
+
+    @callback
+    def async_add_listener(self, func: Callable[[], None]) -> Callable[[], None]:
+        """Call func when availability, listening, port or clients change."""
+        return self._state_listeners.add(lambda _: func())
+
+    @callback
+    def async_add_data_listener(self, func: Callable[[ReceivedData], None]) -> Callable[[], None]:
+        """Call func with every message a client sends."""
+        return self._data_listeners.add(func)
+
+    @callback
+    def async_add_connection_listener(
+        self, func: Callable[[tuple[str, ConnectedClient]], None]
+    ) -> Callable[[], None]:
+        """Call func with ("connected" | "disconnected", client)."""
+        return self._connection_listeners.add(func)
+
+    # -- life ----------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Connect, subscribe and create the server.
+
+        Raises ConfigEntryNotReady while the bus or the daemon is missing or
+        the port is taken, ConfigEntryError for settings the daemon refuses.
+        """
+        try:
+            self.client = await SockbridgeClient.connect(self.bus, self.bus_address)
+        except DaemonNotRunningError as err:
+            raise ConfigEntryNotReady(f"cannot reach the D-Bus bus: {err.message}") from err
+        handlers = SignalHandlers(
+            server_status=self._on_server_status,
+            connection_status=self._on_connection_status,
+            data_in=self._on_data_in,
+            daemon_owner=self._on_daemon_owner,
+            disconnected=self._on_disconnected,
+        )
+        try:
+            await self.client.subscribe(handlers)
+            await self._async_create()
+        except DaemonNotRunningError as err:
+            await self.async_stop()
+            raise ConfigEntryNotReady(f"sockbridged is not running: {err.message}") from err
+        except (PermissionDeniedError, InvalidArgumentError) as err:
+            await self.async_stop()
+            raise ConfigEntryError(f"sockbridged refused the server: {err.message}") from err
+        except SockbridgeError as err:
+            await self.async_stop()
+            raise ConfigEntryNotReady(f"sockbridged cannot serve it now: {err.message}") from err
+
+    async def async_stop(self) -> None:
+        """Close the connection; returns once the daemon ended the server."""
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close_confirmed()
+
+    async def _async_create(self) -> None:
+        """Create the server, unless this daemon already runs ours."""
+        async with self._lock:
+            client = self.client
+            if client is None:
+                return  # stopped meanwhile
+            if self.listening and self._server_owner == client.daemon_owner:
+                return
+            port = await client.create_server(self.settings)
+            self._server_owner = client.daemon_owner
+            self.bound_port = port
+            connections = await client.list_connections()
+            self.clients = {
+                c.handle: ConnectedClient(c.handle, c.address, c.remote_port)
+                for c in connections
+                if c.server_port == port and c.use_udp == self.settings.use_udp
+            }
+            _LOGGER.debug("%s: serving port %d", self.name, port)
+            self._set_listening(True)
+            self._state_listeners(None)
+
+    async def _async_recreate(self) -> None:
+        try:
+            await self._async_create()
+        except SockbridgeError as err:
+            _LOGGER.warning("%s: cannot create the server again: %s", self.name, err.message)
+
+    # -- what the daemon says ------------------------------------------------
+
+    @callback
+    def _on_daemon_owner(self, owner: str | None) -> None:
+        if owner is None:
+            _LOGGER.warning("%s: sockbridged left the bus; the server is gone", self.name)
+            for handle in list(self.clients):
+                self._client_gone(handle)
+            self._set_listening(False)
+        else:
+            _LOGGER.info("%s: sockbridged is back; creating the server again", self.name)
+            self.entry.async_create_background_task(
+                self.hass, self._async_recreate(), f"sockbridge create {self.entry.entry_id}"
+            )
+        self._state_listeners(None)
+
+    @callback
+    def _on_disconnected(self) -> None:
+        _LOGGER.warning("%s: lost the D-Bus connection; reloading", self.name)
+        self._state_listeners(None)
+        self.hass.config_entries.async_schedule_reload(self.entry.entry_id)
+
+    def _is_ours(self, port: int, identifier: str) -> bool:
+        # The signals name no protocol: the config flow keeps a TCP and a UDP
+        # server on one port apart by their identifiers.
+        return port == self.bound_port and identifier == self.identifier
+
+    @callback
+    def _on_server_status(self, status: ServerStatus) -> None:
+        if not self._is_ours(status.port, status.identifier):
+            return
+        if status.status == STATUS_OFFLINE:
+            for handle in list(self.clients):
+                self._client_gone(handle)
+        self._set_listening(status.status == STATUS_ONLINE)
+        self._state_listeners(None)
+
+    @callback
+    def _on_connection_status(self, status: ConnectionStatus) -> None:
+        if not self._is_ours(status.port, status.identifier):
+            return
+        if status.status == STATUS_ONLINE and status.handle not in self.clients:
+            client = ConnectedClient(status.handle, status.address)
+            self.clients[status.handle] = client
+            self._fire_connection(client, STATUS_ONLINE)
+            self._connection_listeners((EVENT_TYPE_CONNECTED, client))
+            self._state_listeners(None)
+        elif status.status == STATUS_OFFLINE and status.handle in self.clients:
+            self._client_gone(status.handle)
+            self._state_listeners(None)
+
+    @callback
+    def _on_data_in(self, data_in: DataIn) -> None:
+        client = self.clients.get(data_in.handle)
+        if client is None:
+            return
+        client.remote_port = data_in.remote_port
+        data = ReceivedData(data_in.handle, data_in.address, data_in.remote_port, data_in.data)
+        self.last_data = data
+        self.hass.bus.async_fire(
+            EVENT_DATA_IN,
+            {
+                ATTR_ENTRY_ID: self.entry.entry_id,
+                ATTR_HANDLE: data.handle,
+                ATTR_ADDRESS: data.address,
+                ATTR_REMOTE_PORT: data.remote_port,
+                ATTR_SERVER_PORT: self.bound_port,
+                ATTR_IDENTIFIER: self.identifier,
+                ATTR_TEXT: data.text,
+                ATTR_HEX: data.hex,
+            },
+        )
+        self._data_listeners(data)
+
+    def _client_gone(self, handle: int) -> None:
+        client = self.clients.pop(handle)
+        self._fire_connection(client, STATUS_OFFLINE)
+        self._connection_listeners((EVENT_TYPE_DISCONNECTED, client))
+
+    def _fire_connection(self, client: ConnectedClient, status: str) -> None:
+        self.hass.bus.async_fire(
+            EVENT_CONNECTION,
+            {
+                ATTR_ENTRY_ID: self.entry.entry_id,
+                ATTR_HANDLE: client.handle,
+                ATTR_ADDRESS: client.address,
+                ATTR_REMOTE_PORT: client.remote_port,
+                ATTR_SERVER_PORT: self.bound_port,
+                ATTR_IDENTIFIER: self.identifier,
+                ATTR_STATUS: status,
+            },
+        )
+
+    def _set_listening(self, listening: bool) -> None:
+        if listening == self.listening:
+            return
+        self.listening = listening
+        self.hass.bus.async_fire(
+            EVENT_STATUS,
+            {
+                ATTR_ENTRY_ID: self.entry.entry_id,
+                ATTR_SERVER_PORT: self.bound_port,
+                ATTR_IDENTIFIER: self.identifier,
+                ATTR_STATUS: STATUS_ONLINE if listening else STATUS_OFFLINE,
+            },
+        )

@@ -1,0 +1,177 @@
+"""The actions sockbridge.send and sockbridge.close_client."""
+
+from __future__ import annotations
+
+from homeassistant.core import HomeAssistant, ServiceCall
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+import voluptuous as vol
+
+from .client import (
+    InvalidEscapeError,
+    LimitExceededError,
+    NotFoundError,
+    SockbridgeError,
+    decode_escapes,
+)
+from .const import (
+    ATTR_CONFIG_ENTRY_ID,
+    ATTR_HANDLE,
+    ATTR_HEX,
+    ATTR_TEXT,
+    DOMAIN,
+    MAX_UINT32,
+    SERVICE_CLOSE_CLIENT,
+    SERVICE_SEND,
+)
+from .server import SockbridgeServer
+
+_HANDLE = vol.All(vol.Coerce(int), vol.Range(min=1, max=MAX_UINT32))
+
+SEND_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Optional(ATTR_HANDLE): _HANDLE,
+        vol.Optional(ATTR_TEXT): cv.string,
+        vol.Optional(ATTR_HEX): cv.string,
+    }
+)
+
+CLOSE_CLIENT_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_HANDLE): _HANDLE,
+    }
+)
+
+
+def _invalid(key: str, message: str, **placeholders: str) -> ServiceValidationError:
+    return ServiceValidationError(
+        message,
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders=placeholders,
+    )
+
+
+def _server(hass: HomeAssistant, call: ServiceCall) -> SockbridgeServer:
+    entry_id: str = call.data[ATTR_CONFIG_ENTRY_ID]
+    server: SockbridgeServer | None = hass.data.get(DOMAIN, {}).get(entry_id)
+    if server is None:
+        raise _invalid(
+            "entry_not_loaded",
+            f"no loaded sockbridge server has the config entry id {entry_id}",
+            entry_id=entry_id,
+        )
+    if not server.available or server.client is None:
+        raise HomeAssistantError(
+            f"{server.name}: sockbridged is not running",
+            translation_domain=DOMAIN,
+            translation_key="daemon_unavailable",
+            translation_placeholders={"server": server.name},
+        )
+    return server
+
+
+def _payload(call: ServiceCall) -> bytes:
+    text: str | None = call.data.get(ATTR_TEXT)
+    hex_digits: str | None = call.data.get(ATTR_HEX)
+    if (text is None) == (hex_digits is None):
+        raise _invalid("text_or_hex", "give either text or hex, exactly one of them")
+    if text is not None:
+        try:
+            return decode_escapes(text)
+        except InvalidEscapeError as err:
+            raise _invalid("invalid_escape", str(err), error=str(err)) from err
+    assert hex_digits is not None
+    try:
+        return bytes.fromhex(hex_digits)
+    except ValueError as err:
+        raise _invalid("invalid_hex", f"invalid hex: {err}", error=str(err)) from err
+
+
+def _unknown_handle(server: SockbridgeServer, handle: int) -> ServiceValidationError:
+    return _invalid(
+        "unknown_handle",
+        f"{server.name} has no client with handle {handle}",
+        server=server.name,
+        handle=str(handle),
+    )
+
+
+def _handle_error(
+    server: SockbridgeServer, handle: int, err: SockbridgeError
+) -> HomeAssistantError:
+    if isinstance(err, NotFoundError):
+        return _unknown_handle(server, handle)
+    if isinstance(err, LimitExceededError):
+        return _invalid(
+            "send_queue_full",
+            err.message,
+            server=server.name,
+            handle=str(handle),
+            error=err.message,
+        )
+    return HomeAssistantError(
+        err.message,
+        translation_domain=DOMAIN,
+        translation_key="daemon_error",
+        translation_placeholders={"server": server.name, "error": err.message},
+    )
+
+
+def _check_handle(server: SockbridgeServer, handle: int) -> None:
+    # Handles are daemon-wide: one of another server is not this server's.
+    if handle not in server.clients:
+        raise _unknown_handle(server, handle)
+
+
+async def _async_send(hass: HomeAssistant, call: ServiceCall) -> None:
+    server = _server(hass, call)
+    data = _payload(call)
+    client = server.client
+    assert client is not None
+    if (handle := call.data.get(ATTR_HANDLE)) is not None:
+        _check_handle(server, handle)
+        try:
+            await client.server_send(handle, data)
+        except SockbridgeError as err:
+            raise _handle_error(server, handle, err) from err
+        return
+    failure: HomeAssistantError | None = None
+    for handle in list(server.clients):
+        try:
+            await client.server_send(handle, data)
+        except NotFoundError:
+            continue  # it left meanwhile
+        except SockbridgeError as err:
+            failure = failure or _handle_error(server, handle, err)
+    if failure is not None:
+        raise failure
+
+
+async def _async_close_client(hass: HomeAssistant, call: ServiceCall) -> None:
+    server = _server(hass, call)
+    handle: int = call.data[ATTR_HANDLE]
+    _check_handle(server, handle)
+    client = server.client
+    assert client is not None
+    try:
+        await client.server_close_client(handle)
+    except SockbridgeError as err:
+        raise _handle_error(server, handle, err) from err
+
+
+def async_register_services(hass: HomeAssistant) -> None:
+    """Register the actions of the domain (once, for every entry)."""
+
+    async def send(call: ServiceCall) -> None:
+        await _async_send(hass, call)
+
+    async def close_client(call: ServiceCall) -> None:
+        await _async_close_client(hass, call)
+
+    hass.services.async_register(DOMAIN, SERVICE_SEND, send, schema=SEND_SCHEMA)
+    hass.services.async_register(
+        DOMAIN, SERVICE_CLOSE_CLIENT, close_client, schema=CLOSE_CLIENT_SCHEMA
+    )

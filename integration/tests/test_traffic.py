@@ -1,0 +1,244 @@
+"""Real clients on loopback: events, entities and actions, over TCP and UDP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeassistant.const import STATE_ON
+from homeassistant.core import HomeAssistant, State
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+
+from custom_components.sockbridge.const import (
+    DOMAIN,
+    EVENT_CONNECTION,
+    EVENT_DATA_IN,
+    EVENT_STATUS,
+)
+
+from .helpers import (
+    Daemon,
+    UdpClient,
+    entity_id,
+    read_eof,
+    read_exactly,
+    setup_entry,
+    tcp_close,
+    tcp_connect,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+@dataclass
+class Entities:
+    """The entity ids of one server."""
+
+    listening: str
+    open_connections: str
+    bound_port: str
+    last_message: str
+    data_received: str
+    client_connection: str
+
+    @classmethod
+    def of(cls, hass: HomeAssistant, entry: MockConfigEntry) -> Entities:
+        return cls(
+            listening=entity_id(hass, "binary_sensor", entry, "listening"),
+            open_connections=entity_id(hass, "sensor", entry, "open_connections"),
+            bound_port=entity_id(hass, "sensor", entry, "bound_port"),
+            last_message=entity_id(hass, "sensor", entry, "last_message"),
+            data_received=entity_id(hass, "event", entry, "data_received"),
+            client_connection=entity_id(hass, "event", entry, "client_connection"),
+        )
+
+
+def state(hass: HomeAssistant, entity: str) -> State:
+    found = hass.states.get(entity)
+    assert found is not None, entity
+    return found
+
+
+async def send(hass: HomeAssistant, entry: MockConfigEntry, **data: object) -> None:
+    await hass.services.async_call(
+        DOMAIN, "send", {"config_entry_id": entry.entry_id, **data}, blocking=True
+    )
+
+
+async def close_client(hass: HomeAssistant, entry: MockConfigEntry, handle: int) -> None:
+    await hass.services.async_call(
+        DOMAIN,
+        "close_client",
+        {"config_entry_id": entry.entry_id, "handle": handle},
+        blocking=True,
+    )
+
+
+async def test_tcp_line_in_reply_close(hass: HomeAssistant, daemon: Daemon) -> None:
+    status = async_capture_events(hass, EVENT_STATUS)
+    entry = await setup_entry(hass, daemon.address, 0, identifier="projector")
+    ids = Entities.of(hass, entry)
+    assert state(hass, ids.listening).state == STATE_ON
+    port = int(state(hass, ids.bound_port).state)
+    assert state(hass, ids.open_connections).state == "0"
+    assert [e.data for e in status] == [
+        {
+            "entry_id": entry.entry_id,
+            "server_port": port,
+            "identifier": "projector",
+            "status": "ONLINE",
+        }
+    ]
+    data_in = async_capture_events(hass, EVENT_DATA_IN)
+    connection = async_capture_events(hass, EVENT_CONNECTION)
+
+    # A client connects: the count goes up, the connection event fires.
+    reader, writer = await tcp_connect(port)
+    local_port = writer.get_extra_info("sockname")[1]
+    await wait_until(hass, lambda: state(hass, ids.open_connections).state == "1", "1 client")
+    (online,) = (e.data for e in connection)
+    handle = online["handle"]
+    assert online == {
+        "entry_id": entry.entry_id,
+        "handle": handle,
+        "address": "127.0.0.1",
+        "remote_port": None,
+        "server_port": port,
+        "identifier": "projector",
+        "status": "ONLINE",
+    }
+    connected = state(hass, ids.client_connection)
+    assert connected.attributes["event_type"] == "connected"
+    assert connected.attributes["handle"] == handle
+
+    # A line in: sockbridge_data_in, the event entity, the last message.
+    writer.write(b"PWR=ON\r\nrest")
+    await writer.drain()
+    await wait_until(hass, lambda: len(data_in) >= 1, "sockbridge_data_in")
+    assert data_in[0].data == {
+        "entry_id": entry.entry_id,
+        "handle": handle,
+        "address": "127.0.0.1",
+        "remote_port": local_port,
+        "server_port": port,
+        "identifier": "projector",
+        "text": "PWR=ON\r\n",
+        "hex": "5057523d4f4e0d0a",
+    }
+    received = state(hass, ids.data_received)
+    assert received.attributes["event_type"] == "data_received"
+    assert received.attributes["text"] == "PWR=ON\r\n"
+    assert received.attributes["hex"] == "5057523d4f4e0d0a"
+    assert received.attributes["handle"] == handle
+    assert received.attributes["remote_port"] == local_port
+    last = state(hass, ids.last_message)
+    assert last.state == "PWR=ON\r\n"
+    assert last.attributes["address"] == "127.0.0.1"
+
+    # Replies: text with escapes, and hex.
+    await send(hass, entry, handle=handle, text="PWR?\\r\\n")
+    assert await read_exactly(reader, 6) == b"PWR?\r\n"
+    await send(hass, entry, handle=handle, hex="00 ff 0d 0a")
+    assert await read_exactly(reader, 4) == b"\x00\xff\r\n"
+
+    # close_client: the partial frame is delivered, then the client goes.
+    await close_client(hass, entry, handle)
+    assert await read_eof(reader) == b""
+    await tcp_close(writer)
+    await wait_until(hass, lambda: state(hass, ids.open_connections).state == "0", "0 clients")
+    assert [e.data["text"] for e in data_in] == ["PWR=ON\r\n", "rest"]
+    offline = connection[-1].data
+    assert offline["status"] == "OFFLINE"
+    assert offline["handle"] == handle
+    assert offline["remote_port"] == local_port
+    assert state(hass, ids.client_connection).attributes["event_type"] == "disconnected"
+
+
+async def test_binary_data_as_hex(hass: HomeAssistant, daemon: Daemon) -> None:
+    entry = await setup_entry(hass, daemon.address, 0, delimiter="\\x03")
+    ids = Entities.of(hass, entry)
+    port = int(state(hass, ids.bound_port).state)
+    data_in = async_capture_events(hass, EVENT_DATA_IN)
+    reader, writer = await tcp_connect(port)
+    payload = b"\x00\xff\xfe\x80A\x03"
+    writer.write(payload)
+    await writer.drain()
+    await wait_until(hass, lambda: len(data_in) >= 1, "sockbridge_data_in")
+    event = data_in[0].data
+    assert event["hex"] == payload.hex()
+    assert bytes.fromhex(event["hex"]) == payload
+    assert event["text"] == "\x00\ufffd\ufffd\ufffdA\x03"
+    # The sensor's state is cut to 255 characters; the attributes hold it all.
+    long_line = b"x" * 300 + b"\x03"
+    writer.write(long_line)
+    await writer.drain()
+    await wait_until(hass, lambda: len(data_in) >= 2, "the long line")
+    last = state(hass, ids.last_message)
+    assert last.state == "x" * 255
+    assert last.attributes["text"] == long_line.decode()
+    assert last.attributes["hex"] == long_line.hex()
+    # Every byte value goes out again through hex.
+    await send(hass, entry, handle=event["handle"], hex=bytes(range(256)).hex())
+    assert await read_exactly(reader, 256) == bytes(range(256))
+    await tcp_close(writer)
+
+
+async def test_udp(hass: HomeAssistant, daemon: Daemon) -> None:
+    entry = await setup_entry(hass, daemon.address, 0, "udp", delimiter="\\n", identifier="udp")
+    ids = Entities.of(hass, entry)
+    port = int(state(hass, ids.bound_port).state)
+    data_in = async_capture_events(hass, EVENT_DATA_IN)
+    connection = async_capture_events(hass, EVENT_CONNECTION)
+    peer = await UdpClient.open(port)
+    try:
+        peer.send(b"temp 21\nhum 40\n")
+        await wait_until(hass, lambda: len(data_in) >= 2, "two lines")
+        assert [e.data["text"] for e in data_in] == ["temp 21\n", "hum 40\n"]
+        handle = data_in[0].data["handle"]
+        assert state(hass, ids.open_connections).state == "1"
+        assert connection[0].data["status"] == "ONLINE"
+        await send(hass, entry, handle=handle, text="ack\\n")
+        assert await peer.receive() == b"ack\n"
+        await close_client(hass, entry, handle)
+        await wait_until(hass, lambda: state(hass, ids.open_connections).state == "0", "peer gone")
+        assert connection[-1].data["status"] == "OFFLINE"
+        # Its next datagram makes it a new peer.
+        peer.send(b"again\n")
+        await wait_until(hass, lambda: len(data_in) >= 3, "a new peer")
+        assert data_in[2].data["handle"] != handle
+    finally:
+        peer.close()
+
+
+async def test_send_to_every_client(hass: HomeAssistant, daemon: Daemon) -> None:
+    entry = await setup_entry(hass, daemon.address, 0)
+    ids = Entities.of(hass, entry)
+    port = int(state(hass, ids.bound_port).state)
+    first = await tcp_connect(port)
+    second = await tcp_connect(port)
+    await wait_until(hass, lambda: state(hass, ids.open_connections).state == "2", "2 clients")
+    await send(hass, entry, text="all\\n")
+    for reader, writer in (first, second):
+        assert await read_exactly(reader, 4) == b"all\n"
+        await tcp_close(writer)
+    await wait_until(hass, lambda: state(hass, ids.open_connections).state == "0", "0 clients")
+    await send(hass, entry, text="nobody")  # no client: nothing to do
+
+
+async def test_two_servers_apart(hass: HomeAssistant, daemon: Daemon) -> None:
+    """Each entry sees only its own server's clients and data."""
+    one = await setup_entry(hass, daemon.address, 0, identifier="one")
+    two = await setup_entry(hass, daemon.address, 0, identifier="two")
+    ids_one, ids_two = Entities.of(hass, one), Entities.of(hass, two)
+    data_in = async_capture_events(hass, EVENT_DATA_IN)
+    _reader, writer = await tcp_connect(int(state(hass, ids_two.bound_port).state))
+    writer.write(b"to two\r\n")
+    await writer.drain()
+    await wait_until(hass, lambda: len(data_in) >= 1, "data")
+    assert data_in[0].data["entry_id"] == two.entry_id
+    assert state(hass, ids_one.open_connections).state == "0"
+    assert state(hass, ids_two.open_connections).state == "1"
+    assert state(hass, ids_one.last_message).state == "unknown"
+    await tcp_close(writer)
+    await wait_until(hass, lambda: state(hass, ids_two.open_connections).state == "0", "gone")
