@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Small helpers shared by the benchmark programs. Everything here is
+ * static inline: each program is one file plus this header. */
+
+#include <glib.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define SB_BENCH_BUS_NAME    "io.github.Sockbridge1"
+#define SB_BENCH_OBJECT_PATH "/io/github/Sockbridge1"
+#define SB_BENCH_INTERFACE   "io.github.Sockbridge1"
+
+/* Every benchmark client speaks IPv4 loopback, so the daemon reports this
+ * address: the ceiling emitter uses the same one, for the same size. */
+#define SB_BENCH_ADDRESS     "127.0.0.1"
+#define SB_BENCH_IDENTIFIER  "bench"
+
+static inline void G_GNUC_NORETURN
+sb_bench_die (const char *what,
+              const char *detail)
+{
+  fprintf (stderr, "%s: %s\n", what, detail);
+  exit (2);
+}
+
+static inline guint64
+sb_bench_parse_uint (const char *text,
+                     const char *what)
+{
+  guint64 value = 0;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_ascii_string_to_unsigned (text, 10, 0, G_MAXUINT64, &value, &error))
+    sb_bench_die (what, error->message);
+  return value;
+}
+
+/* SIZE bytes of 'x' ending in "\r\n": one frame of the benchmarks. */
+static inline guint8 *
+sb_bench_make_frame (gsize size)
+{
+  guint8 *frame;
+
+  if (size < 2)
+    sb_bench_die ("frame size", "at least 2 bytes (the \\r\\n delimiter)");
+  frame = g_malloc (size);
+  memset (frame, 'x', size - 2);
+  frame[size - 2] = '\r';
+  frame[size - 1] = '\n';
+  return frame;
+}
+
+/* 10 000 sockets need more than the usual 1024 descriptors. */
+static inline void
+sb_bench_raise_nofile (void)
+{
+  struct rlimit limit;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) != 0)
+    return;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit (RLIMIT_NOFILE, &limit) != 0)
+    fprintf (stderr, "cannot raise RLIMIT_NOFILE: %s\n", g_strerror (errno));
+}
+
+static inline int
+sb_bench_compare_gint64 (gconstpointer a,
+                         gconstpointer b)
+{
+  gint64 x = *(const gint64 *) a;
+  gint64 y = *(const gint64 *) b;
+
+  return (x > y) - (x < y);
+}

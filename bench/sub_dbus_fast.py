@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The Python subscriber of the benchmarks: dbus-fast, as Home Assistant runs it.
+
+    sub_dbus_fast.py ADDRESS count N [--progress FILE] [--idle-ms MS] [--timeout-s S]
+
+Same protocol as sb-bench-sub's count mode: prints "ready" once the bus has
+the match rule, counts ServerDataIn signals of io.github.Sockbridge1 until N
+arrived (or none came for MS milliseconds after the first, or S seconds
+passed), then prints "count=… bytes=… first_us=… last_us=…" with
+CLOCK_MONOTONIC microseconds, and stays until stdin ends (so the caller can
+read its CPU time). It uses a plain message handler and an AddMatch rule, the
+cheapest way dbus-fast offers to receive signals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import mmap
+import signal
+import struct
+import sys
+import time
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+NAME = "io.github.Sockbridge1"
+PATH = "/io/github/Sockbridge1"
+MATCH = f"type='signal',sender='{NAME}',interface='{NAME}',member='ServerDataIn',path='{PATH}'"
+
+
+def now_us() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+class Counter:
+    def __init__(self, target: int, idle_ms: int, progress: str | None) -> None:
+        self.target = target
+        self.idle_s = idle_ms / 1000
+        self.count = 0
+        self.bytes = 0
+        self.first_us = 0
+        self.last_us = 0
+        self.done = asyncio.get_running_loop().create_future()
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self.progress: mmap.mmap | None = None
+        if progress:
+            with open(progress, "w+b") as f:
+                f.truncate(8)
+                self.progress = mmap.mmap(f.fileno(), 8)
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def on_message(self, message: Message) -> None:
+        if message.message_type != MessageType.SIGNAL or message.member != "ServerDataIn":
+            return
+        if message.signature != "uaysqs":
+            return
+        now = now_us()
+        if self.count == 0:
+            self.first_us = now
+        self.last_us = now
+        self.count += 1
+        self.bytes += len(message.body[1])
+        if self.progress is not None:
+            struct.pack_into("=Q", self.progress, 0, self.count)
+        if self.idle_s > 0 and self.count & 1023 == 1:
+            if self.idle_handle is not None:
+                self.idle_handle.cancel()
+            self.idle_handle = asyncio.get_running_loop().call_later(self.idle_s, self.finish)
+        if self.count >= self.target:
+            self.finish()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("address")
+    parser.add_argument("mode", choices=["count"])
+    parser.add_argument("n", type=int)
+    parser.add_argument("--progress")
+    parser.add_argument("--idle-ms", type=int, default=0)
+    parser.add_argument("--timeout-s", type=int, default=0)
+    args = parser.parse_args()
+
+    bus = await MessageBus(bus_address=args.address).connect()
+    counter = Counter(args.n, args.idle_ms, args.progress)
+    bus.add_message_handler(counter.on_message)
+    reply = await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=[MATCH],
+        )
+    )
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        print(f"AddMatch failed: {reply and reply.body}", file=sys.stderr)
+        return 2
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, counter.finish)
+    if args.timeout_s > 0:
+        loop.call_later(args.timeout_s, counter.finish)
+    print("ready", flush=True)
+    if args.n > 0:
+        await counter.done
+    print(
+        f"count={counter.count} bytes={counter.bytes} "
+        f"first_us={counter.first_us} last_us={counter.last_us}",
+        flush=True,
+    )
+    # Stay until stdin ends, so the caller can read our CPU time first.
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    bus.disconnect()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
