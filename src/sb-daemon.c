@@ -458,7 +458,8 @@ handle_create_server_with_options (SbSockbridge1         *iface,
 
 /* ---- DestroyServer --------------------------------------------------------------- */
 
-static void
+/* TRUE when one of them was in the state file. */
+static gboolean
 destroy_all (SbDaemon  *self,
              GPtrArray *servers)
 {
@@ -468,8 +469,7 @@ destroy_all (SbDaemon  *self,
     persistent |= !sb_server_get_config (servers->pdata[i])->exit_with_caller;
     destroy_server (self, servers->pdata[i]);
   }
-  if (persistent)
-    save_state (self);
+  return persistent;
 }
 
 static void
@@ -478,6 +478,7 @@ method_destroy_server (SbDaemon              *self,
                        guint32                uid)
 {
   g_autoptr(GPtrArray) servers = NULL;
+  gboolean dropped;
   guint16 port;
 
   g_variant_get (parameters (invocation), "(q)", &port);
@@ -489,14 +490,15 @@ method_destroy_server (SbDaemon              *self,
       return;
     }
   }
-  if (drop_dormant (self, port, TRUE, FALSE, uid == 0 && port != 0 ? G_MAXUINT32 : uid))
-    save_state (self);
-  else if (servers->len == 0 && port != 0) {
+  dropped = drop_dormant (self, port, TRUE, FALSE, uid == 0 && port != 0 ? G_MAXUINT32 : uid);
+  if (!dropped && servers->len == 0 && port != 0) {
     g_dbus_method_invocation_return_error (invocation, SB_ERROR, SB_ERROR_NOT_FOUND,
                                            "no server on port %u", port);
     return;
   }
-  destroy_all (self, servers);
+  /* One write of the state file, whatever both steps changed. */
+  if (destroy_all (self, servers) || dropped)
+    save_state (self);
   g_dbus_method_invocation_return_value (invocation, NULL);
 }
 
@@ -821,8 +823,7 @@ sb_daemon_restore (SbDaemon *self)
                configs->len, SB_MAX_SERVERS);
     g_ptr_array_set_size (configs, SB_MAX_SERVERS);
   }
-  for (guint i = 0; i < configs->len; i++)
-    g_ptr_array_add (self->dormant, sb_server_config_copy (configs->pdata[i]));
+  g_ptr_array_extend_and_steal (self->dormant, g_steal_pointer (&configs));
   if (restore_dormant (self) == G_SOURCE_CONTINUE)
     self->restore_id = g_timeout_add (SB_RESTORE_INTERVAL_MS, restore_dormant, self);
 }
