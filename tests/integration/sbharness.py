@@ -13,7 +13,7 @@ import re
 import shlex
 import signal
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -688,6 +688,37 @@ class DaemonFactory:
 
 # --------------------------------------------------------------------------
 # Loopback test sockets
+
+
+@contextlib.asynccontextmanager
+async def running_bus(
+    config: Path, log: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """A dbus-daemon of a test's own: yields it and its address, then stops it.
+
+    It is continued before it is stopped, so a test may leave it SIGSTOPped.
+    """
+    with log.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            "dbus-daemon",
+            f"--config-file={config}",
+            "--nofork",
+            "--print-address=1",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), bound(EVENT_TIMEOUT))
+        if not line.strip():
+            reason = await asyncio.to_thread(log.read_text)
+            raise AssertionError(f"dbus-daemon printed no address: {reason}")
+        yield proc, line.decode().strip()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        await proc.wait()
 
 
 def free_port(use_udp: bool = False) -> int:

@@ -66,6 +66,7 @@ from sbharness import (
     data_in,
     data_of,
     port_is_free,
+    running_bus,
     server_status,
 )
 
@@ -934,25 +935,8 @@ class PrivateBus:
 @pytest.fixture
 async def private_bus(tmp_path: Path) -> AsyncIterator[PrivateBus]:
     """Ask for it before `daemons`, so that it outlives the daemons on it."""
-    with (tmp_path / "private-dbus.log").open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            "dbus-daemon",
-            f"--config-file={HERE / 'bus.conf'}",
-            "--nofork",
-            "--print-address=1",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-        )
-    assert proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), bound(EVENT_TIMEOUT))
-        assert line.strip(), "the private dbus-daemon printed no address"
-        yield PrivateBus(proc, line.decode().strip())
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.terminate()
-        await proc.wait()
+    async with running_bus(HERE / "bus.conf", tmp_path / "private-dbus.log") as (proc, address):
+        yield PrivateBus(proc, address)
 
 
 @contextlib.asynccontextmanager

@@ -42,6 +42,7 @@ from sbharness import (
     data_in,
     free_port,
     run_as,
+    running_bus,
 )
 
 NOBODY = 65534  # uid and primary gid: in nogroup, the stand-in for "sockbridge"
@@ -125,27 +126,11 @@ async def system_like_bus(tmp_path: Path) -> AsyncIterator[str]:
     (conf_dir / "system.d").mkdir(parents=True)
     (conf_dir / "system.conf").write_text(SYSTEM_LIKE_CONF)
     (conf_dir / "system.d" / "io.github.Sockbridge1.conf").write_text(rendered_policy())
-    with (tmp_path / "system-like-dbus.log").open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            "dbus-daemon",
-            f"--config-file={conf_dir / 'system.conf'}",
-            "--nofork",
-            "--print-address=1",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-        )
-    assert proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), bound(EVENT_TIMEOUT))
-        assert line.strip(), (
-            "dbus-daemon refused the configuration: "
-            + (tmp_path / "system-like-dbus.log").read_text()
-        )
-        yield line.decode().strip()
-    finally:
-        proc.terminate()
-        await proc.wait()
+    async with running_bus(conf_dir / "system.conf", tmp_path / "system-like-dbus.log") as (
+        _,
+        address,
+    ):
+        yield address
 
 
 @dataclass
