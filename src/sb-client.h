@@ -37,6 +37,11 @@ guint32      sb_client_get_handle   (SbClient       *self);
 const char  *sb_client_get_address  (SbClient       *self);
 guint16      sb_client_get_port     (SbClient       *self);
 SbServer    *sb_client_get_server   (SbClient       *self);
+/* ServerDataIn's fields that belong to the client, as borrowed variants. */
+void         sb_client_get_signal_fields (SbClient  *self,
+                                          GVariant **handle,
+                                          GVariant **address,
+                                          GVariant **port);
 
 gboolean     sb_client_send         (SbClient       *self,
                                      GBytes         *data,

@@ -148,6 +148,8 @@ apply_uint (const SbOption  *option,
 
 /* In the order the error message lists them. */
 static const SbOption sb_options[] = {
+  { "batch", "b", apply_boolean,
+    G_STRUCT_OFFSET (SbServerConfig, batch), 0, 0 },
   { "bind-address", "s", apply_bind_address, 0, 0, 0 },
   { "delimiter-bytes", "ay", apply_delimiter_bytes, 0, 0, 0 },
   { "exit-with-caller", "b", apply_boolean,
@@ -273,5 +275,6 @@ sb_server_config_same_settings (const SbServerConfig *a,
          a->max_message_bytes == b->max_message_bytes &&
          a->max_connections == b->max_connections &&
          a->udp_peer_timeout_ms == b->udp_peer_timeout_ms &&
-         !a->exit_with_caller == !b->exit_with_caller;
+         !a->exit_with_caller == !b->exit_with_caller &&
+         !a->batch == !b->batch;
 }

@@ -28,6 +28,7 @@ typedef struct {
   guint     max_connections;
   guint     udp_peer_timeout_ms;
   gboolean  exit_with_caller;
+  gboolean  batch;              /* data as ServerDataInBatch signals */
   guint32   owner_uid;
 } SbServerConfig;
 

@@ -6,9 +6,11 @@
 #include "sb-daemon.h"
 
 #include "sb-backlog.h"
+#include "sb-batch.h"
 #include "sb-callers.h"
 #include "sb-error.h"
 #include "sb-server.h"
+#include "sb-source.h"
 #include "sb-state.h"
 #include "sb-statistics.h"
 
@@ -27,6 +29,8 @@ struct _SbDaemon
   SbBacklog       *backlog;
   GHashTable      *servers;        /* server_key() → SbServer*, owned */
   GHashTable      *clients;        /* handle → SbClient*, owned by servers */
+  GHashTable      *batches;        /* SbServer* → SbBatch*: servers with the batch option */
+  GSource         *batch_source;   /* takes the batches; exists while one is not empty */
   char            *state_path;
   GPtrArray       *dormant;        /* SbServerConfig*: not bound yet */
   guint            restore_id;
@@ -81,11 +85,74 @@ emit (SbDaemon   *self,
   sb_backlog_add (self->backlog, body_size + SB_SIGNAL_OVERHEAD);
 }
 
+/* ---- batches ------------------------------------------------------------ */
+
+static void
+flush_batch (SbDaemon *self,
+             SbServer *server)
+{
+  SbBatch *batch = g_hash_table_lookup (self->batches, server);
+  gsize size;
+
+  if (batch == NULL || sb_batch_is_empty (batch))
+    return;
+  size = sb_batch_get_size (batch);
+  emit (self, "ServerDataInBatch",
+        sb_batch_take (batch, sb_server_get_identifier_variant (server)), size);
+}
+
+/* Everything read in one main loop iteration leaves in one signal per
+ * server at the start of the next: batching adds no wait for more data. */
+static gboolean
+on_batch_source (gpointer user_data)
+{
+  SbDaemon *self = user_data;
+  GHashTableIter iter;
+  gpointer server;
+
+  g_clear_pointer (&self->batch_source, g_source_unref);
+  g_hash_table_iter_init (&iter, self->batches);
+  while (g_hash_table_iter_next (&iter, &server, NULL))
+    flush_batch (self, server);
+  return G_SOURCE_REMOVE;
+}
+
+/* A high priority, so that the batch leaves before any more input is read. */
+static void
+schedule_batches (SbDaemon *self)
+{
+  if (self->batch_source != NULL)
+    return;
+  self->batch_source = g_idle_source_new ();
+  g_source_set_priority (self->batch_source, G_PRIORITY_HIGH);
+  g_source_set_callback (self->batch_source, on_batch_source, self, NULL);
+  g_source_attach (self->batch_source, NULL);
+}
+
+static void
+add_to_batch (SbDaemon     *self,
+              SbServer     *server,
+              SbBatch      *batch,
+              SbClient     *client,
+              const guint8 *data,
+              gsize         len)
+{
+  if (sb_batch_add (batch, client, data, len))
+    flush_batch (self, server);
+  else
+    schedule_batches (self);
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+/* Status signals flush the server's batch first, so that a batch server
+ * keeps the contract's order: a handle's data before its OFFLINE. */
 static void
 emit_server_status (SbDaemon   *self,
                     SbServer   *server,
                     const char *status)
 {
+  flush_batch (self, server);
   emit (self, "ServerStatusChanged",
         g_variant_new ("(qss)", sb_server_get_port (server), status,
                        sb_server_get_identifier (server)), 0);
@@ -97,6 +164,7 @@ emit_client_status (SbDaemon   *self,
                     SbClient   *client,
                     const char *status)
 {
+  flush_batch (self, server);
   emit (self, "ServerConnectionStatusChanged",
         g_variant_new ("(uqsss)", sb_client_get_handle (client), sb_server_get_port (server),
                        status, sb_client_get_address (client), sb_server_get_identifier (server)),
@@ -121,14 +189,21 @@ on_client_data (SbServer     *server,
                 gsize         len,
                 gpointer      user_data)
 {
-  GVariant *bytes = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1);
+  SbDaemon *self = user_data;
+  SbBatch *batch;
+  GVariant *fields[5];
 
   sb_statistics.frames_in++;
   sb_statistics.bytes_in += len;
-  emit (user_data, "ServerDataIn",
-        g_variant_new ("(u@aysqs)", sb_client_get_handle (client), bytes,
-                       sb_client_get_address (client), sb_client_get_port (client),
-                       sb_server_get_identifier (server)), len);
+  if (sb_server_get_config (server)->batch &&
+      (batch = g_hash_table_lookup (self->batches, server)) != NULL) {
+    add_to_batch (self, server, batch, client, data, len);
+    return;
+  }
+  sb_client_get_signal_fields (client, &fields[0], &fields[2], &fields[3]);
+  fields[1] = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1);
+  fields[4] = sb_server_get_identifier_variant (server);
+  emit (self, "ServerDataIn", g_variant_new_tuple (fields, G_N_ELEMENTS (fields)), len);
 }
 
 static void
@@ -182,6 +257,8 @@ start_server (SbDaemon              *self,
   g_hash_table_insert (self->servers,
                        server_key (sb_server_get_port (server), sb_server_get_use_udp (server)),
                        g_object_ref (server));
+  if (config->batch)
+    g_hash_table_insert (self->batches, server, sb_batch_new ());
   emit_server_status (self, server, "ONLINE");
   return server;
 }
@@ -198,6 +275,7 @@ destroy_server (SbDaemon *self,
                        server_key (sb_server_get_port (doomed), sb_server_get_use_udp (doomed)));
   sb_server_stop (doomed);
   emit_server_status (self, doomed, "OFFLINE");
+  g_hash_table_remove (self->batches, doomed);
 }
 
 static gboolean
@@ -850,6 +928,8 @@ sb_daemon_dispose (GObject *object)
     g_signal_handlers_disconnect_by_data (self->callers, self);
   g_clear_object (&self->callers);
   g_clear_object (&self->backlog);
+  sb_clear_source (&self->batch_source);
+  g_clear_pointer (&self->batches, g_hash_table_unref);
   g_clear_pointer (&self->clients, g_hash_table_unref);
   g_clear_pointer (&self->servers, g_hash_table_unref);
   g_clear_pointer (&self->dormant, g_ptr_array_unref);
@@ -892,6 +972,7 @@ sb_daemon_init (SbDaemon *self)
 {
   self->servers = g_hash_table_new_full (NULL, NULL, NULL, g_object_unref);
   self->clients = g_hash_table_new (NULL, NULL);
+  self->batches = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) sb_batch_free);
   self->dormant = g_ptr_array_new_with_free_func ((GDestroyNotify) sb_server_config_free);
   sb_sockbridge1_set_version (SB_SOCKBRIDGE1 (self), VERSION);
 }

@@ -14,6 +14,7 @@ typedef struct
   gpointer        user_data;
   GHashTable     *clients;    /* SbClient → itself, owned */
   char           *creator;    /* unique bus name, for exit-with-caller */
+  GVariant       *identifier; /* the config's, as a signal argument */
   gboolean        started;
   gboolean        paused;
 } SbServerPrivate;
@@ -37,6 +38,7 @@ sb_server_finalize (GObject *object)
   g_clear_pointer (&priv->clients, g_hash_table_unref);
   g_clear_pointer (&priv->config, sb_server_config_free);
   g_free (priv->creator);
+  g_clear_pointer (&priv->identifier, g_variant_unref);
   G_OBJECT_CLASS (sb_server_parent_class)->finalize (object);
 }
 
@@ -65,6 +67,7 @@ sb_server_new (const SbServerConfig *config,
   self = g_object_new (config->use_udp ? SB_TYPE_UDP_SERVER : SB_TYPE_TCP_SERVER, NULL);
   priv = sb_server_get_instance_private (self);
   priv->config = sb_server_config_copy (config);
+  priv->identifier = g_variant_ref_sink (g_variant_new_string (config->identifier));
   priv->events = *events;
   priv->user_data = user_data;
   return self;
@@ -130,6 +133,15 @@ const char *
 sb_server_get_identifier (SbServer *self)
 {
   return sb_server_get_config (self)->identifier;
+}
+
+/* Borrowed; kept so that no signal builds it again. */
+GVariant *
+sb_server_get_identifier_variant (SbServer *self)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  return priv->identifier;
 }
 
 guint

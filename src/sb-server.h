@@ -51,6 +51,7 @@ const SbServerConfig *sb_server_get_config      (SbServer             *self);
 guint16               sb_server_get_port        (SbServer             *self);
 gboolean              sb_server_get_use_udp     (SbServer             *self);
 const char           *sb_server_get_identifier  (SbServer             *self);
+GVariant             *sb_server_get_identifier_variant (SbServer      *self);
 guint                 sb_server_get_n_clients   (SbServer             *self);
 const char           *sb_server_get_creator     (SbServer             *self);
 void                  sb_server_set_creator     (SbServer             *self,

@@ -44,7 +44,7 @@ static const SbUintMember sb_uint_members[] = {
 static const char * const sb_root_members[] = { "version", "servers", NULL };
 
 static const char * const sb_server_members[] = {
-  "port", "udp", "identifier", "delimiter", "bind-address",
+  "port", "udp", "identifier", "delimiter", "bind-address", "batch",
   "flush-timeout-ms", "max-message-bytes", "max-connections",
   "udp-peer-timeout-ms", "owner-uid", NULL
 };
@@ -244,6 +244,20 @@ read_bind_address (JsonObject      *object,
   return TRUE;
 }
 
+/* Optional and written only when true: a file without batch servers stays
+ * readable by a daemon that predates the option, and one with them is
+ * refused by it ("unknown member") rather than misread. */
+static gboolean
+read_batch (JsonObject      *object,
+            guint            server,
+            SbServerConfig  *config,
+            GError         **error)
+{
+  if (!json_object_has_member (object, "batch"))
+    return TRUE;
+  return read_boolean (object, server, "batch", &config->batch, error);
+}
+
 static gboolean
 read_uints (JsonObject      *object,
             guint            server,
@@ -275,6 +289,7 @@ parse_server (JsonObject  *object,
       !read_identifier (object, server, config, error) ||
       !read_delimiter (object, server, config, error) ||
       !read_bind_address (object, server, config, error) ||
+      !read_batch (object, server, config, error) ||
       !read_uints (object, server, config, error))
     return NULL;
   config->port = (guint16) port;
@@ -419,6 +434,10 @@ add_server (JsonBuilder          *builder,
   add_string (builder, "delimiter", base64);
   if (config->bind_address != NULL)
     add_string (builder, "bind-address", config->bind_address);
+  if (config->batch) {
+    json_builder_set_member_name (builder, "batch");
+    json_builder_add_boolean_value (builder, TRUE);
+  }
   for (gsize i = 0; i < G_N_ELEMENTS (sb_uint_members); i++)
     add_int (builder, sb_uint_members[i].name,
              G_STRUCT_MEMBER (guint32, config, sb_uint_members[i].offset));

@@ -9,7 +9,7 @@
 #include "sb-error.h"
 
 #define ALL_OPTIONS \
-  "bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
+  "batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
   "max-connections, max-message-bytes, udp-peer-timeout-ms"
 
 static GVariant *
@@ -54,6 +54,7 @@ assert_defaults (const SbServerConfig *config)
   g_assert_cmpuint (config->max_connections, ==, 256);
   g_assert_cmpuint (config->udp_peer_timeout_ms, ==, 60000);
   g_assert_false (config->exit_with_caller);
+  g_assert_false (config->batch);
   g_assert_cmpuint (config->owner_uid, ==, 0);
 }
 
@@ -113,7 +114,8 @@ test_every_option (void)
                              " 'flush-timeout-ms': <uint32 0>,"
                              " 'max-message-bytes': <uint32 4096>,"
                              " 'max-connections': <uint32 3>,"
-                             " 'udp-peer-timeout-ms': <uint32 1234>}", &error);
+                             " 'udp-peer-timeout-ms': <uint32 1234>,"
+                             " 'batch': <true>}", &error);
   g_assert_no_error (error);
   g_assert_cmpstr (config->bind_address, ==, "192.168.1.5");
   assert_delimiter (config, delimiter, sizeof delimiter);
@@ -122,6 +124,7 @@ test_every_option (void)
   g_assert_cmpuint (config->max_message_bytes, ==, 4096);
   g_assert_cmpuint (config->max_connections, ==, 3);
   g_assert_cmpuint (config->udp_peer_timeout_ms, ==, 1234);
+  g_assert_true (config->batch);
 }
 
 static void
@@ -198,6 +201,7 @@ static const InvalidCase invalid_cases[] = {
   { "{'delimiter-bytes': <'\\r\\n'>}", "option 'delimiter-bytes' must be of type 'ay', not 's'" },
   { "{'delimiter-bytes': <@an [1]>}", "option 'delimiter-bytes' must be of type 'ay', not 'an'" },
   { "{'exit-with-caller': <uint32 1>}", "option 'exit-with-caller' must be of type 'b', not 'u'" },
+  { "{'batch': <'yes'>}", "option 'batch' must be of type 'b', not 's'" },
   { "{'max-message-bytes': <uint64 5>}", "option 'max-message-bytes' must be of type 'u', not 't'" },
   { "{'max-connections': <'3'>}", "option 'max-connections' must be of type 'u', not 's'" },
   { "{'udp-peer-timeout-ms': <true>}", "option 'udp-peer-timeout-ms' must be of type 'u', not 'b'" },
@@ -329,6 +333,7 @@ test_same_settings (void)
   CHECK_DIFFERENT (b->max_connections++);
   CHECK_DIFFERENT (b->udp_peer_timeout_ms++);
   CHECK_DIFFERENT (b->exit_with_caller = TRUE);
+  CHECK_DIFFERENT (b->batch = TRUE);
 #undef CHECK_DIFFERENT
 
   /* Port and owner are not settings. */

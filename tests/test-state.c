@@ -79,6 +79,7 @@ new_configs (void)
   config->max_connections = 65536;
   config->udp_peer_timeout_ms = G_MAXUINT32;
   config->owner_uid = G_MAXUINT32;
+  config->batch = TRUE;
   g_ptr_array_add (configs, config);
 
   g_ptr_array_add (configs, new_config (1, TRUE, "", NULL, 0, "fe80::1"));
@@ -195,6 +196,8 @@ test_written_format (void)
   g_assert_nonnull (strstr (text, "\"max-message-bytes\" : 1048576,"));
   g_assert_nonnull (strstr (text, "\"owner-uid\" : 0\n"));
   g_assert_null (strstr (text, "exit"));
+  /* Written only when true, so older daemons still read the file. */
+  g_assert_null (strstr (text, "batch"));
 }
 
 static void
@@ -357,9 +360,15 @@ test_valid_member_template (void)
   g_autofree char *no_bind = document_with_member ("bind-address", NULL);
   g_autoptr(GPtrArray) no_bind_configs = parse_ok (no_bind);
 
+  g_autofree char *batch = document_with_member ("batch", "true");
+  g_autoptr(GPtrArray) batch_configs = parse_ok (batch);
+
   g_assert_cmpuint (configs->len, ==, 2);
   g_assert_cmpstr (((SbServerConfig *) g_ptr_array_index (configs, 1))->bind_address, ==, "::1");
   g_assert_null (((SbServerConfig *) g_ptr_array_index (no_bind_configs, 1))->bind_address);
+  /* Optional: absent is false. */
+  g_assert_false (((SbServerConfig *) g_ptr_array_index (configs, 1))->batch);
+  g_assert_true (((SbServerConfig *) g_ptr_array_index (batch_configs, 1))->batch);
 }
 
 /* Escapes are JSON's own, surrogate pairs included. */
@@ -452,6 +461,9 @@ test_invalid_members (void)
     { "owner-uid", "-1", "'owner-uid'" },
     { "owner-uid", "4294967296", "'owner-uid'" },
     { "owner-uid", "false", "'owner-uid'" },
+    { "batch", "1", "server 2: 'batch' must be true or false" },
+    { "batch", "\"true\"", "'batch'" },
+    { "batch", "null", "'batch'" },
     { "exit-with-caller", "true", "server 2: unknown member 'exit-with-caller'" },
     { "Port", "5000", "server 2: unknown member 'Port'" },
   };

@@ -793,6 +793,14 @@ class TcpClient:
         self.writer.transport.abort()
 
 
+async def connect_tcp(sb: Client, port: int) -> TcpClient:
+    """A loopback client of a server of sb's daemon, with its handle."""
+    mark = sb.rec.mark()
+    client = await TcpClient.connect("127.0.0.1", port)
+    client.handle = await sb.new_handle(port, mark)
+    return client
+
+
 class UdpPeer(asyncio.DatagramProtocol):
     """A UDP socket on the loopback that queues what it receives."""
 

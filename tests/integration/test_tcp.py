@@ -10,6 +10,7 @@ from sbharness import (
     Signal,
     TcpClient,
     conn_status,
+    connect_tcp,
     data_in,
     data_of,
     of_handle,
@@ -29,13 +30,6 @@ async def start_tcp(
     return port
 
 
-async def connect(sb: Client, port: int) -> TcpClient:
-    mark = sb.rec.mark()
-    client = await TcpClient.connect("127.0.0.1", port)
-    client.handle = await sb.new_handle(port, mark)
-    return client
-
-
 def handle_events(sb: Client, handle: int) -> list[Signal]:
     return sb.rec.find(of_handle(handle))
 
@@ -47,7 +41,7 @@ async def wait_frames(sb: Client, handle: int, count: int) -> list[bytes]:
 
 async def test_delimited_frames_one_per_signal(sb: Client) -> None:
     port = await start_tcp(sb, "\r\n", "crlf")
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
 
     await client.send(b"hello\r\nworld\r\n")
     frames = await wait_frames(sb, client.handle, 2)
@@ -72,7 +66,7 @@ async def test_delimited_frames_one_per_signal(sb: Client) -> None:
 
 async def test_many_frames_in_one_write(sb: Client) -> None:
     port = await start_tcp(sb, "\n", "many")
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     expected = [f"line {i}\n".encode() for i in range(200)]
     await client.send(b"".join(expected))
     assert await wait_frames(sb, client.handle, 200) == expected
@@ -82,7 +76,7 @@ async def test_many_frames_in_one_write(sb: Client) -> None:
 async def test_delimiter_split_across_writes(sb: Client) -> None:
     # flush-timeout-ms 0 (never): a slow machine cannot turn the pause into a flush.
     port = await start_tcp(sb, "\r\n", "split", {"flush-timeout-ms": 0})
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
 
     await client.send(b"first\r")
     await asyncio.sleep(SPLIT_PAUSE)
@@ -105,7 +99,7 @@ async def test_binary_delimiter_bytes_option(sb: Client) -> None:
     port = await start_tcp(
         sb, "\r\n", "binary", {"delimiter-bytes": b"\x00\xff", "flush-timeout-ms": 0}
     )
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
 
     await client.send(b"a\r\nb\x00\xffc\x00")
     await asyncio.sleep(SPLIT_PAUSE)
@@ -125,7 +119,7 @@ async def test_empty_delimiter_bytes_means_no_delimiter(sb: Client) -> None:
     # flush-timeout-ms 0: were "\n" still in use, "y" would never come.
     port = await start_tcp(sb, "\n", "empty-bin", {"delimiter-bytes": b"", "flush-timeout-ms": 0})
     assert [s.delimiter for s in await sb.list_servers()] == [b""]
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     await client.send(b"x\ny")
 
     def received() -> bytes:
@@ -137,7 +131,7 @@ async def test_empty_delimiter_bytes_means_no_delimiter(sb: Client) -> None:
 
 async def test_partial_frame_delivered_on_close_before_offline(sb: Client) -> None:
     port = await start_tcp(sb, "\r\n", "partial")
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     await client.send(b"frame\r\npartial")
     await wait_frames(sb, client.handle, 1)
     await client.close()
@@ -154,7 +148,7 @@ async def test_partial_frame_delivered_on_close_before_offline(sb: Client) -> No
 
 async def test_no_delimiter_delivers_bytes_as_they_arrive(sb: Client) -> None:
     port = await start_tcp(sb, "", "raw")
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     payload = os.urandom(256 * 1024) + b"\x00\r\n\xff"
     for i in range(0, len(payload), 7000):
         await client.send(payload[i : i + 7000])
@@ -178,7 +172,7 @@ async def test_no_delimiter_delivers_bytes_as_they_arrive(sb: Client) -> None:
 
 async def test_flush_timeout_delivers_partial_frame(sb: Client) -> None:
     port = await start_tcp(sb, "\n", "flush", {"flush-timeout-ms": 300})
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     loop = asyncio.get_running_loop()
 
     sent_at = loop.time()
@@ -196,7 +190,7 @@ async def test_flush_timeout_delivers_partial_frame(sb: Client) -> None:
 
 async def test_flush_timeout_default_is_one_second(sb: Client) -> None:
     port = await start_tcp(sb, "\n", "flush-default")
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
     await client.send(b"xyz")
@@ -209,7 +203,7 @@ async def test_flush_timeout_default_is_one_second(sb: Client) -> None:
 
 async def test_flush_timeout_zero_never_flushes(sb: Client) -> None:
     port = await start_tcp(sb, "\n", "flush-never", {"flush-timeout-ms": 0})
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     await client.send(b"abc")
     # A negative check needs time to pass: longer than the default flush timeout.
     await asyncio.sleep(1.5)
@@ -223,7 +217,7 @@ async def test_flush_timeout_zero_never_flushes(sb: Client) -> None:
 
 async def test_max_message_bytes_cuts_frames(sb: Client) -> None:
     port = await start_tcp(sb, "\n", "cut", {"max-message-bytes": 8, "flush-timeout-ms": 300})
-    client = await connect(sb, port)
+    client = await connect_tcp(sb, port)
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
     await client.send(b"ABCDEFGHIJKLMNOPQRST")
@@ -240,8 +234,8 @@ async def test_max_message_bytes_cuts_frames(sb: Client) -> None:
 
 async def test_max_connections_closes_extra_clients(sb: Client) -> None:
     port = await start_tcp(sb, "\n", "maxconn", {"max-connections": 2})
-    first = await connect(sb, port)
-    second = await connect(sb, port)
+    first = await connect_tcp(sb, port)
+    second = await connect_tcp(sb, port)
 
     extra = await TcpClient.connect("127.0.0.1", port)
     # Accepted and closed at once.
@@ -260,7 +254,7 @@ async def test_max_connections_closes_extra_clients(sb: Client) -> None:
     # Once one leaves, a new client is served.
     await second.close()
     await sb.wait_conn_offline(second.handle)
-    third = await connect(sb, port)
+    third = await connect_tcp(sb, port)
     await third.send(b"three\n")
     assert await wait_frames(sb, third.handle, 1) == [b"three\n"]
     await first.close()
