@@ -7,7 +7,8 @@
  *
  * It subscribes to io.github.Sockbridge1's signals and prints "ready" once
  * the bus has the match rule. Then:
- *   count:  counts ServerDataIn until N arrived (or none came for MS
+ *   count:  counts frames, of ServerDataIn and of ServerDataInBatch
+ *           signals, until N arrived (or none came for MS
  *           milliseconds once one did, or S seconds passed), prints
  *           "count=… bytes=… first_us=… last_us=…" and exits. With
  *           --progress, keeps the running count in FILE (a shared 64-bit
@@ -42,6 +43,7 @@ typedef struct
   Mode             mode;
   guint64          target;
   guint64          count;
+  guint64          counted_at_rearm;
   guint64          bytes;
   gint64           first_us;
   gint64           last_us;
@@ -81,24 +83,26 @@ on_quit_signal (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* One more event counted; re-arms the idle timer only every 1024 events,
+/* @n more events counted; re-arms the idle timer only every 1024 events,
  * which is plenty for a timeout of many milliseconds. */
 static void
-count_event (Sub   *sub,
-             gsize  bytes)
+count_events (Sub     *sub,
+              guint64  n,
+              gsize    bytes)
 {
   gint64 now = g_get_monotonic_time ();
 
   if (sub->count == 0)
     sub->first_us = now;
   sub->last_us = now;
-  sub->count++;
+  sub->count += n;
   sub->bytes += bytes;
   if (sub->progress != NULL)
     __atomic_store_n (sub->progress, sub->count, __ATOMIC_RELAXED);
-  if (sub->idle_ms > 0 && (sub->count & 1023) == 1) {
+  if (sub->idle_ms > 0 && (sub->idle_id == 0 || sub->count - sub->counted_at_rearm >= 1024)) {
     g_clear_handle_id (&sub->idle_id, g_source_remove);
     sub->idle_id = g_timeout_add (sub->idle_ms, on_idle_timeout, sub);
+    sub->counted_at_rearm = sub->count;
   }
   if (sub->count >= sub->target)
     finish (sub);
@@ -152,7 +156,35 @@ on_data_in (GDBusConnection *connection,
     return;
   }
   data = g_variant_get_child_value (parameters, 1);
-  count_event (sub, g_variant_get_size (data));
+  count_events (sub, 1, g_variant_get_size (data));
+}
+
+/* Reads every frame, as a real subscriber would. */
+static void
+on_data_in_batch (GDBusConnection *connection,
+                  const char      *sender_name,
+                  const char      *object_path,
+                  const char      *interface_name,
+                  const char      *signal_name,
+                  GVariant        *parameters,
+                  gpointer         user_data)
+{
+  g_autoptr(GVariant) frames = NULL;
+  GVariantIter iter;
+  GVariant *data;
+  guint64 n = 0;
+  gsize bytes = 0;
+
+  if (!g_variant_is_of_type (parameters, G_VARIANT_TYPE ("(a(uaysq)s)")))
+    return;
+  frames = g_variant_get_child_value (parameters, 0);
+  g_variant_iter_init (&iter, frames);
+  while (g_variant_iter_next (&iter, "(u@aysq)", NULL, &data, NULL, NULL)) {
+    bytes += g_variant_get_size (data);
+    n++;
+    g_variant_unref (data);
+  }
+  count_events (user_data, n, bytes);
 }
 
 static void
@@ -170,7 +202,7 @@ on_connection_status (GDBusConnection *connection,
     return;
   g_variant_get (parameters, "(uq&sss)", NULL, NULL, &status, NULL, NULL);
   if (g_str_equal (status, "ONLINE"))
-    count_event (user_data, 0);
+    count_events (user_data, 1, 0);
 }
 
 static void
@@ -184,6 +216,10 @@ subscribe (Sub *sub)
                                       online ? "ServerConnectionStatusChanged" : "ServerDataIn",
                                       SB_BENCH_OBJECT_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
                                       online ? on_connection_status : on_data_in, sub, NULL);
+  if (sub->mode == MODE_COUNT)
+    g_dbus_connection_signal_subscribe (sub->connection, SB_BENCH_BUS_NAME, SB_BENCH_INTERFACE,
+                                        "ServerDataInBatch", SB_BENCH_OBJECT_PATH, NULL,
+                                        G_DBUS_SIGNAL_FLAGS_NONE, on_data_in_batch, sub, NULL);
   /* The bus handles our messages in order: once this returns, it has the
    * AddMatch that signal_subscribe() sent. */
   reply = g_dbus_connection_call_sync (sub->connection, "org.freedesktop.DBus",

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #define SB_BENCH_BUS_NAME    "io.github.Sockbridge1"
 #define SB_BENCH_OBJECT_PATH "/io/github/Sockbridge1"
@@ -76,4 +77,39 @@ sb_bench_compare_gint64 (gconstpointer a,
   gint64 y = *(const gint64 *) b;
 
   return (x > y) - (x < y);
+}
+
+static inline gint64
+sb_bench_now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * G_GINT64_CONSTANT (1000000000) + ts.tv_nsec;
+}
+
+static inline double
+sb_bench_percentile (const gint64 *sorted,
+                     guint         n,
+                     double        p)
+{
+  guint i = (guint) (p * (n - 1) + 0.5);
+
+  return sorted[MIN (i, n - 1)] / 1000.0;
+}
+
+/* Sorts @samples (ns) and prints the line bench/run reads. */
+static inline void
+sb_bench_print_rtt (gint64 *samples,
+                    guint   n)
+{
+  double sum = 0;
+
+  qsort (samples, n, sizeof *samples, sb_bench_compare_gint64);
+  for (guint i = 0; i < n; i++)
+    sum += samples[i];
+  printf ("n=%u min_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f mean_us=%.1f\n",
+          n, samples[0] / 1000.0, sb_bench_percentile (samples, n, 0.50),
+          sb_bench_percentile (samples, n, 0.90), sb_bench_percentile (samples, n, 0.99),
+          samples[n - 1] / 1000.0, sum / n / 1000.0);
 }
