@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The ceiling: a bare GDBus emitter of ServerDataIn-shaped signals.
  *
- *   sb-bench-emit ADDRESS COUNT SIZE
+ *   sb-bench-emit ADDRESS COUNT SIZE [--progress FILE --window W]
  *   sb-bench-emit ADDRESS ping COUNT
  *
  * Owns io.github.Sockbridge1 on the bus at ADDRESS (so a subscriber that
@@ -9,8 +9,10 @@
  * daemon's), prints "ready", waits for a line on stdin, then emits COUNT
  * signals ServerDataIn(u, ay, s, q, s) from /io/github/Sockbridge1 with
  * SIZE-byte frames, built the way sockbridged builds them, as fast as
- * GDBus takes them. It prints "done" once everything reached the bus and
- * exits at end of input, so the caller can read its CPU time first.
+ * GDBus takes them, or, with --progress, paced as the UDP load generator
+ * paces its datagrams: at most W frames ahead of the subscriber's count.
+ * It prints "done" once everything reached the bus and exits at end of
+ * input, so the caller can read its CPU time first.
  *
  * ping is the D-Bus floor of the latency round trip: the same path as
  * sockbridged's without the sockets. After "go" it emits one 32-byte
@@ -182,12 +184,19 @@ main (int   argc,
   g_autoptr(GDBusConnection) connection = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree guint8 *frame = NULL;
+  const guint64 *progress = NULL;
+  guint64 window = 0;
   Fields fields;
   guint64 count;
   gsize size;
 
-  if (argc != 4)
-    sb_bench_die ("usage", "sb-bench-emit ADDRESS COUNT SIZE | ADDRESS ping COUNT");
+  if (argc == 8 && g_str_equal (argv[4], "--progress") && g_str_equal (argv[6], "--window")) {
+    progress = sb_bench_map_progress (argv[5]);
+    window = sb_bench_parse_uint (argv[7], "W");
+  } else if (argc != 4) {
+    sb_bench_die ("usage", "sb-bench-emit ADDRESS COUNT SIZE [--progress FILE --window W] | "
+                  "ADDRESS ping COUNT");
+  }
   fields_init (&fields);
 
   connection = g_dbus_connection_new_for_address_sync (
@@ -208,8 +217,10 @@ main (int   argc,
   fflush (stdout);
   wait_line ();
 
-  for (guint64 i = 0; i < count; i++)
+  for (guint64 i = 0; i < count; i++) {
+    sb_bench_pace (progress, i, window);
     emit_frame (connection, &fields, frame, size, i % G_N_ELEMENTS (fields.handle));
+  }
   if (!g_dbus_connection_flush_sync (connection, NULL, &error))
     sb_bench_die ("flush", error->message);
 

@@ -174,39 +174,6 @@ run_tcp (guint16 port,
   return 0;
 }
 
-static const guint64 *
-map_progress (const char *path)
-{
-  int fd = open (path, O_RDONLY);
-  void *map;
-
-  if (fd < 0)
-    sb_bench_die (path, g_strerror (errno));
-  map = mmap (NULL, sizeof (guint64), PROT_READ, MAP_SHARED, fd, 0);
-  close (fd);
-  if (map == MAP_FAILED)
-    sb_bench_die (path, g_strerror (errno));
-  return map;
-}
-
-/* Sleeps while the subscriber is more than @window behind. The step is
- * long on purpose: polling every 20 µs woke this process 50 000 times a
- * second, and on a 2-core machine those wake-ups preempted the daemon and
- * the subscriber and showed up as their CPU time. A window of 128 frames
- * outlasts 500 µs up to 250 000 frames/s. */
-static void
-pace (const guint64 *progress,
-      guint64        sent,
-      guint64        window)
-{
-  struct timespec step = { 0, 500 * 1000 };
-
-  if (progress == NULL)
-    return;
-  while (sent > __atomic_load_n (progress, __ATOMIC_RELAXED) + window)
-    nanosleep (&step, NULL);
-}
-
 static int
 run_udp (guint16     port,
          guint64     frames,
@@ -216,7 +183,7 @@ run_udp (guint16     port,
 {
   struct sockaddr_in address = loopback (port);
   g_autofree guint8 *frame = sb_bench_make_frame (size);
-  const guint64 *progress = progress_path ? map_progress (progress_path) : NULL;
+  const guint64 *progress = progress_path ? sb_bench_map_progress (progress_path) : NULL;
   int fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   gint64 start, end;
 
@@ -225,7 +192,7 @@ run_udp (guint16     port,
   prctl (PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   start = g_get_monotonic_time ();
   for (guint64 i = 0; i < frames; i++) {
-    pace (progress, i, window);
+    sb_bench_pace (progress, i, window);
     if (send (fd, frame, size, 0) < 0 && errno != ECONNREFUSED)
       sb_bench_die ("send", g_strerror (errno));
   }

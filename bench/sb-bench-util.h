@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 #define SB_BENCH_BUS_NAME    "io.github.Sockbridge1"
@@ -112,4 +115,39 @@ sb_bench_print_rtt (gint64 *samples,
           n, samples[0] / 1000.0, sb_bench_percentile (samples, n, 0.50),
           sb_bench_percentile (samples, n, 0.90), sb_bench_percentile (samples, n, 0.99),
           samples[n - 1] / 1000.0, sum / n / 1000.0);
+}
+
+/* The subscriber's shared frame counter, read-only. */
+static inline const guint64 *
+sb_bench_map_progress (const char *path)
+{
+  int fd = open (path, O_RDONLY);
+  void *map;
+
+  if (fd < 0)
+    sb_bench_die (path, g_strerror (errno));
+  map = mmap (NULL, sizeof (guint64), PROT_READ, MAP_SHARED, fd, 0);
+  close (fd);
+  if (map == MAP_FAILED)
+    sb_bench_die (path, g_strerror (errno));
+  return map;
+}
+
+/* Sleeps while the subscriber (its counter in @progress, see sb-bench-sub
+ * --progress) is more than @window behind. The step is long on purpose:
+ * polling every 20 µs woke this process 50 000 times a second, and on a
+ * 2-core machine those wake-ups preempted the daemon and the subscriber and
+ * showed up as their CPU time. A window of 128 frames outlasts 500 µs up to
+ * 250 000 frames/s. */
+static inline void
+sb_bench_pace (const guint64 *progress,
+               guint64        sent,
+               guint64        window)
+{
+  struct timespec step = { 0, 500 * 1000 };
+
+  if (progress == NULL)
+    return;
+  while (sent > __atomic_load_n (progress, __ATOMIC_RELAXED) + window)
+    nanosleep (&step, NULL);
 }
