@@ -3,10 +3,8 @@
 
 #include "sb-udp-server.h"
 
-#include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "sb-error.h"
 #include "sb-framer.h"
@@ -14,11 +12,8 @@
 #include "sb-statistics.h"
 #include "sb-tcp-connection.h"
 
-/* Datagrams taken per recvmmsg(), and recvmmsg() calls per wake-up at
- * most: a burst costs one main loop iteration per 64 datagrams, and one
- * busy server cannot hold the others back for longer than that. */
-#define SB_UDP_BATCH   16
-#define SB_UDP_ROUNDS  4
+/* Datagrams taken per wake-up (recvmmsg). */
+#define SB_UDP_BATCH 16
 
 /* A UDP peer is named by its source address (IPv4 as v4-mapped IPv6, so
  * both families share one table) and port. */
@@ -94,29 +89,22 @@ peer_key_equal (gconstpointer a,
   return ka->port == kb->port && memcmp (ka->address, kb->address, sizeof ka->address) == 0;
 }
 
-/* From the kernel's address, so that a datagram of a known peer costs no
- * GSocketAddress. FALSE for a family that is not IP. */
-static gboolean
-peer_key_init (SbPeerKey                     *key,
-               const struct sockaddr_storage *native)
+static void
+peer_key_init (SbPeerKey      *key,
+               GSocketAddress *address)
 {
+  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
+  GInetAddress *ip = g_inet_socket_address_get_address (inet);
+  const guint8 *bytes = g_inet_address_to_bytes (ip);
+
   memset (key, 0, sizeof *key);
-  if (native->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) native;
-
-    memcpy (key->address, &in6->sin6_addr, 16);
-    key->port = g_ntohs (in6->sin6_port);
-    return TRUE;
+  key->port = g_inet_socket_address_get_port (inet);
+  if (g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV6) {
+    memcpy (key->address, bytes, 16);
+    return;
   }
-  if (native->ss_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *) native;
-
-    key->address[10] = key->address[11] = 0xff;
-    memcpy (key->address + 12, &in->sin_addr, 4);
-    key->port = g_ntohs (in->sin_port);
-    return TRUE;
-  }
-  return FALSE;
+  key->address[10] = key->address[11] = 0xff;
+  memcpy (key->address + 12, bytes, 4);
 }
 
 /* ---- peer -------------------------------------------------------------- */
@@ -292,10 +280,9 @@ arm_expiry (SbUdpServer *self,
 
 static void
 touch_peer (SbUdpServer *self,
-            SbUdpPeer   *peer,
-            gint64       now)
+            SbUdpPeer   *peer)
 {
-  peer->last_heard = now;
+  peer->last_heard = g_get_monotonic_time ();
   g_queue_unlink (&self->lru, &peer->lru_link);
   g_queue_push_tail_link (&self->lru, &peer->lru_link);
   arm_expiry (self, peer);
@@ -316,16 +303,13 @@ evict_oldest (SbUdpServer *self)
 }
 
 static SbUdpPeer *
-lookup_or_add_peer (SbUdpServer                   *self,
-                    const struct sockaddr_storage *native,
-                    socklen_t                      native_len)
+lookup_or_add_peer (SbUdpServer    *self,
+                    GSocketAddress *address)
 {
-  g_autoptr(GSocketAddress) address = NULL;
   SbPeerKey key;
   SbUdpPeer *peer;
 
-  if (!peer_key_init (&key, native))
-    return NULL;
+  peer_key_init (&key, address);
   peer = g_hash_table_lookup (self->peers, &key);
   if (peer != NULL)
     return peer;
@@ -334,9 +318,6 @@ lookup_or_add_peer (SbUdpServer                   *self,
     evict_oldest (self);
   /* Still full: the daemon-wide cap, reached by other servers. */
   if (sb_server_is_full (SB_SERVER (self)))
-    return NULL;
-  address = g_socket_address_new_from_native ((gpointer) native, native_len);
-  if (address == NULL)
     return NULL;
   peer = g_object_new (SB_TYPE_UDP_PEER, NULL);
   peer->server = self;
@@ -364,12 +345,10 @@ on_frame (const guint8 *data,
 }
 
 static void
-handle_datagram (SbUdpServer                   *self,
-                 const struct sockaddr_storage *native,
-                 socklen_t                      native_len,
-                 const guint8                  *data,
-                 gsize                          len,
-                 gint64                         now)
+handle_datagram (SbUdpServer    *self,
+                 GSocketAddress *address,
+                 const guint8   *data,
+                 gsize           len)
 {
   SbUdpPeer *peer;
 
@@ -381,14 +360,14 @@ handle_datagram (SbUdpServer                   *self,
                          sb_server_get_port (SB_SERVER (self)));
     return;
   }
-  peer = lookup_or_add_peer (self, native, native_len);
+  peer = lookup_or_add_peer (self, address);
   if (peer == NULL) {
     sb_statistics_count (&sb_statistics.connections_refused,
                          "port %u/udp: new peer refused at the daemon-wide cap",
                          sb_server_get_port (SB_SERVER (self)));
     return;
   }
-  touch_peer (self, peer, now);
+  touch_peer (self, peer);
   self->current = peer;
   sb_framer_feed (self->framer, data, len);
   sb_framer_end_datagram (self->framer);
@@ -398,51 +377,30 @@ handle_datagram (SbUdpServer                   *self,
 /* Shared by every UDP server; allocated with the first one. */
 static guint8 *sb_udp_buffers;
 
-/* recvmmsg() itself rather than g_socket_receive_messages(): GLib hands
- * back a GSocketAddress per datagram, and looking the peer up by the
- * kernel's address instead was a good part of a datagram's cost. Returns
- * how many datagrams were handled; 0 when none was waiting. */
-static int
-receive_batch (SbUdpServer *self)
-{
-  struct mmsghdr messages[SB_UDP_BATCH];
-  struct iovec vectors[SB_UDP_BATCH];
-  struct sockaddr_storage addresses[SB_UDP_BATCH];
-  gint64 now;
-  int n;
-
-  for (gsize i = 0; i < SB_UDP_BATCH; i++) {
-    vectors[i] = (struct iovec) { sb_udp_buffers + i * 65536, 65536 };
-    messages[i] = (struct mmsghdr) { .msg_hdr = {
-      .msg_name = &addresses[i], .msg_namelen = sizeof addresses[i],
-      .msg_iov = &vectors[i], .msg_iovlen = 1,
-    } };
-  }
-  do
-    n = recvmmsg (g_socket_get_fd (self->socket), messages, SB_UDP_BATCH, MSG_DONTWAIT, NULL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      g_debug ("port %u/udp: %s", sb_server_get_port (SB_SERVER (self)), g_strerror (errno));
-    return 0;
-  }
-  now = g_get_monotonic_time ();
-  for (int i = 0; i < n && self->socket != NULL; i++)
-    handle_datagram (self, &addresses[i], messages[i].msg_hdr.msg_namelen,
-                     vectors[i].iov_base, messages[i].msg_len, now);
-  return n;
-}
-
 static gboolean
 on_readable (GSocket      *socket,
              GIOCondition  condition,
              gpointer      user_data)
 {
   g_autoptr(SbUdpServer) self = g_object_ref (user_data);
+  GInputVector vectors[SB_UDP_BATCH];
+  GInputMessage messages[SB_UDP_BATCH];
+  GSocketAddress *addresses[SB_UDP_BATCH] = { NULL, };
+  g_autoptr(GError) error = NULL;
+  gint n;
 
-  for (guint round = 0; round < SB_UDP_ROUNDS && self->socket != NULL; round++) {
-    if (receive_batch (self) < SB_UDP_BATCH)
-      break;
+  for (gsize i = 0; i < SB_UDP_BATCH; i++) {
+    vectors[i] = (GInputVector) { sb_udp_buffers + i * 65536, 65536 };
+    messages[i] = (GInputMessage) { .address = &addresses[i], .vectors = &vectors[i], .num_vectors = 1 };
+  }
+  n = g_socket_receive_messages (socket, messages, SB_UDP_BATCH, 0, NULL, &error);
+  if (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    g_debug ("port %u/udp: %s", sb_server_get_port (SB_SERVER (self)), error->message);
+
+  for (gint i = 0; i < n; i++) {
+    if (addresses[i] != NULL && self->socket != NULL)
+      handle_datagram (self, addresses[i], vectors[i].buffer, messages[i].bytes_received);
+    g_clear_object (&addresses[i]);
   }
   return G_SOURCE_CONTINUE;
 }
