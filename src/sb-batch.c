@@ -39,8 +39,7 @@ sb_batch_add (SbBatch      *self,
 {
   GVariant *fields[4];
 
-  sb_client_get_signal_fields (client, &fields[0], &fields[2], &fields[3]);
-  fields[1] = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1);
+  sb_client_frame_fields (client, data, len, fields);
   g_ptr_array_add (self->frames,
                    g_variant_ref_sink (g_variant_new_tuple (fields, G_N_ELEMENTS (fields))));
   self->bytes += len;

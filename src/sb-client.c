@@ -11,7 +11,7 @@ typedef struct
   guint16   port;
   char     *address;
   SbServer *server;     /* unowned: a server outlives its clients */
-  GVariant *fields[3];  /* handle, address, port; see sb_client_get_signal_fields() */
+  GVariant *fields[4];  /* handle, NULL, address, port; see sb_client_frame_fields() */
 } SbClientPrivate;
 
 G_DEFINE_TYPE_WITH_PRIVATE (SbClient, sb_client, G_TYPE_OBJECT)
@@ -99,25 +99,24 @@ sb_client_get_port (SbClient *self)
   return priv->port;
 }
 
-/* Built at the first frame and kept: they never change, building them for
- * every signal was a fifth of its cost, and a client that never sends
- * costs no memory for them. */
+/* The fields other than the data are built at the first frame and kept:
+ * they never change, building them for every signal was a fifth of its
+ * cost, and a client that never sends costs no memory for them. */
 void
-sb_client_get_signal_fields (SbClient  *self,
-                             GVariant **handle,
-                             GVariant **address,
-                             GVariant **port)
+sb_client_frame_fields (SbClient     *self,
+                        const guint8 *data,
+                        gsize         len,
+                        GVariant     *fields[4])
 {
   SbClientPrivate *priv = sb_client_get_instance_private (self);
 
   if (priv->fields[0] == NULL) {
     priv->fields[0] = g_variant_ref_sink (g_variant_new_uint32 (priv->handle));
-    priv->fields[1] = g_variant_ref_sink (g_variant_new_string (priv->address));
-    priv->fields[2] = g_variant_ref_sink (g_variant_new_uint16 (priv->port));
+    priv->fields[2] = g_variant_ref_sink (g_variant_new_string (priv->address));
+    priv->fields[3] = g_variant_ref_sink (g_variant_new_uint16 (priv->port));
   }
-  *handle = priv->fields[0];
-  *address = priv->fields[1];
-  *port = priv->fields[2];
+  memcpy (fields, priv->fields, sizeof priv->fields);
+  fields[1] = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1);
 }
 
 SbServer *

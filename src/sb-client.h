@@ -37,11 +37,13 @@ guint32      sb_client_get_handle   (SbClient       *self);
 const char  *sb_client_get_address  (SbClient       *self);
 guint16      sb_client_get_port     (SbClient       *self);
 SbServer    *sb_client_get_server   (SbClient       *self);
-/* ServerDataIn's fields that belong to the client, as borrowed variants. */
-void         sb_client_get_signal_fields (SbClient  *self,
-                                          GVariant **handle,
-                                          GVariant **address,
-                                          GVariant **port);
+/* One frame as the first four fields of ServerDataIn, which are also an
+ * element of ServerDataInBatch: handle, data, address, remote port. The
+ * data is new and floating, the others borrowed. */
+void         sb_client_frame_fields (SbClient     *self,
+                                     const guint8 *data,
+                                     gsize         len,
+                                     GVariant     *fields[4]);
 
 gboolean     sb_client_send         (SbClient       *self,
                                      GBytes         *data,

@@ -190,18 +190,16 @@ on_client_data (SbServer     *server,
                 gpointer      user_data)
 {
   SbDaemon *self = user_data;
-  SbBatch *batch;
+  SbBatch *batch = g_hash_table_lookup (self->batches, server);
   GVariant *fields[5];
 
   sb_statistics.frames_in++;
   sb_statistics.bytes_in += len;
-  if (sb_server_get_config (server)->batch &&
-      (batch = g_hash_table_lookup (self->batches, server)) != NULL) {
+  if (batch != NULL) {
     add_to_batch (self, server, batch, client, data, len);
     return;
   }
-  sb_client_get_signal_fields (client, &fields[0], &fields[2], &fields[3]);
-  fields[1] = g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1);
+  sb_client_frame_fields (client, data, len, fields);
   fields[4] = sb_server_get_identifier_variant (server);
   emit (self, "ServerDataIn", g_variant_new_tuple (fields, G_N_ELEMENTS (fields)), len);
 }
