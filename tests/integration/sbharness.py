@@ -461,6 +461,19 @@ class Client:
             server_status(port, "ONLINE", identifier), start=start, what=f"server {port} ONLINE"
         )
 
+    async def start_server(
+        self,
+        delimiter: str,
+        use_udp: bool,
+        identifier: str,
+        options: dict[str, Any] | None = None,
+    ) -> int:
+        """A server on an ephemeral port, once its ONLINE has arrived."""
+        start = self.rec.mark()
+        port = await self.create_server(0, delimiter, use_udp, identifier, options)
+        await self.wait_online(port, start=start)
+        return port
+
     async def wait_offline(self, port: int, start: int = 0) -> Signal:
         return await self.rec.wait_for(
             server_status(port, "OFFLINE"), start=start, what=f"server {port} OFFLINE"

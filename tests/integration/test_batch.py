@@ -62,10 +62,7 @@ async def wait_frames(
 async def start_server(
     sb: Client, identifier: str, use_udp: bool = False, options: dict[str, Any] | None = None
 ) -> int:
-    start = sb.rec.mark()
-    port = await sb.create_server(0, "\n", use_udp, identifier, {"batch": True, **(options or {})})
-    await sb.wait_online(port, start=start)
-    return port
+    return await sb.start_server("\n", use_udp, identifier, {"batch": True, **(options or {})})
 
 
 async def test_batch_carries_every_frame_in_order(sb: Client) -> None:

@@ -845,9 +845,7 @@ def numbered_frames(count: int, size: int) -> list[bytes]:
 
 async def start_tcp_flood_target(sb: Client, identifier: str) -> tuple[int, socket.socket, int]:
     """A TCP server framing at LF, and one connected client: (port, socket, handle)."""
-    start = sb.rec.mark()
-    port = await sb.create_server(0, "\n", False, identifier, {"flush-timeout-ms": 0})
-    await sb.wait_online(port, start=start)
+    port = await sb.start_server("\n", False, identifier, {"flush-timeout-ms": 0})
     mark = sb.rec.mark()
     sock = socket.create_connection(("127.0.0.1", port))
     return port, sock, await sb.new_handle(port, mark)

@@ -24,10 +24,7 @@ SPLIT_PAUSE = 0.1
 async def start_tcp(
     sb: Client, delimiter: str, identifier: str, options: dict[str, Any] | None = None
 ) -> int:
-    start = sb.rec.mark()
-    port = await sb.create_server(0, delimiter, False, identifier, options)
-    await sb.wait_online(port, start=start)
-    return port
+    return await sb.start_server(delimiter, False, identifier, options)
 
 
 def handle_events(sb: Client, handle: int) -> list[Signal]:

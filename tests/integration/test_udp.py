@@ -24,10 +24,7 @@ from sbharness import (
 async def start_udp(
     sb: Client, delimiter: str, identifier: str, options: dict[str, Any] | None = None
 ) -> int:
-    start = sb.rec.mark()
-    port = await sb.create_server(0, delimiter, True, identifier, options)
-    await sb.wait_online(port, start=start)
-    return port
+    return await sb.start_server(delimiter, True, identifier, options)
 
 
 async def send_and_get_handle(sb: Client, peer: UdpPeer, port: int, data: bytes) -> int:
