@@ -191,7 +191,7 @@ main (int   argc,
   gsize size;
 
   if (argc == 8 && g_str_equal (argv[4], "--progress") && g_str_equal (argv[6], "--window")) {
-    progress = sb_bench_map_progress (argv[5]);
+    progress = sb_bench_map_progress (argv[5], FALSE);
     window = sb_bench_parse_uint (argv[7], "W");
   } else if (argc != 4) {
     sb_bench_die ("usage", "sb-bench-emit ADDRESS COUNT SIZE [--progress FILE --window W] | "

@@ -183,7 +183,7 @@ run_udp (guint16     port,
 {
   struct sockaddr_in address = loopback (port);
   g_autofree guint8 *frame = sb_bench_make_frame (size);
-  const guint64 *progress = progress_path ? sb_bench_map_progress (progress_path) : NULL;
+  const guint64 *progress = progress_path ? sb_bench_map_progress (progress_path, FALSE) : NULL;
   int fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   gint64 start, end;
 

@@ -24,8 +24,6 @@
 
 #include <gio/gio.h>
 #include <glib-unix.h>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sb-bench-util.h"
@@ -230,21 +228,6 @@ subscribe (Sub *sub)
     sb_bench_die ("GetId", error->message);
 }
 
-static guint64 *
-map_progress (const char *path)
-{
-  int fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  void *map;
-
-  if (fd < 0 || ftruncate (fd, sizeof (guint64)) != 0)
-    sb_bench_die (path, g_strerror (errno));
-  map = mmap (NULL, sizeof (guint64), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close (fd);
-  if (map == MAP_FAILED)
-    sb_bench_die (path, g_strerror (errno));
-  return map;
-}
-
 static void
 parse_mode (Sub   *sub,
             int    argc,
@@ -274,7 +257,7 @@ parse_options (Sub   *sub,
 
   for (int i = 4; i + 1 < argc; i += 2) {
     if (g_str_equal (argv[i], "--progress"))
-      sub->progress = map_progress (argv[i + 1]);
+      sub->progress = sb_bench_map_progress (argv[i + 1], TRUE);
     else if (g_str_equal (argv[i], "--idle-ms"))
       sub->idle_ms = sb_bench_parse_uint (argv[i + 1], "--idle-ms");
     else if (g_str_equal (argv[i], "--timeout-s"))

@@ -117,16 +117,19 @@ sb_bench_print_rtt (gint64 *samples,
           samples[n - 1] / 1000.0, sum / n / 1000.0);
 }
 
-/* The subscriber's shared frame counter, read-only. */
-static inline const guint64 *
-sb_bench_map_progress (const char *path)
+/* The subscriber's shared frame counter in @path: the subscriber creates
+ * it (@writable, zeroed), the programs it paces read it. */
+static inline guint64 *
+sb_bench_map_progress (const char *path,
+                       gboolean    writable)
 {
-  int fd = open (path, O_RDONLY);
+  int fd = writable ? open (path, O_RDWR | O_CREAT | O_TRUNC, 0600) : open (path, O_RDONLY);
   void *map;
 
-  if (fd < 0)
+  if (fd < 0 || (writable && ftruncate (fd, sizeof (guint64)) != 0))
     sb_bench_die (path, g_strerror (errno));
-  map = mmap (NULL, sizeof (guint64), PROT_READ, MAP_SHARED, fd, 0);
+  map = mmap (NULL, sizeof (guint64), writable ? PROT_READ | PROT_WRITE : PROT_READ,
+              MAP_SHARED, fd, 0);
   close (fd);
   if (map == MAP_FAILED)
     sb_bench_die (path, g_strerror (errno));
