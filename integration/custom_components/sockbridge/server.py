@@ -321,15 +321,12 @@ class SockbridgeServer:
         client.remote_port = data_in.remote_port
         data = ReceivedData(data_in.handle, data_in.address, data_in.remote_port, data_in.data)
         self.last_data = data
-        self.hass.bus.async_fire(
+        self._fire(
             EVENT_DATA_IN,
             {
-                ATTR_ENTRY_ID: self.entry.entry_id,
                 ATTR_HANDLE: data.handle,
                 ATTR_ADDRESS: data.address,
                 ATTR_REMOTE_PORT: data.remote_port,
-                ATTR_SERVER_PORT: self.bound_port,
-                ATTR_IDENTIFIER: self.identifier,
                 ATTR_TEXT: data.text,
                 ATTR_HEX: data.hex,
             },
@@ -342,15 +339,12 @@ class SockbridgeServer:
         self._connection_listeners((EVENT_TYPE_DISCONNECTED, client))
 
     def _fire_connection(self, client: ConnectedClient, status: str) -> None:
-        self.hass.bus.async_fire(
+        self._fire(
             EVENT_CONNECTION,
             {
-                ATTR_ENTRY_ID: self.entry.entry_id,
                 ATTR_HANDLE: client.handle,
                 ATTR_ADDRESS: client.address,
                 ATTR_REMOTE_PORT: client.remote_port,
-                ATTR_SERVER_PORT: self.bound_port,
-                ATTR_IDENTIFIER: self.identifier,
                 ATTR_STATUS: status,
             },
         )
@@ -359,12 +353,16 @@ class SockbridgeServer:
         if listening == self.listening:
             return
         self.listening = listening
+        self._fire(EVENT_STATUS, {ATTR_STATUS: STATUS_ONLINE if listening else STATUS_OFFLINE})
+
+    def _fire(self, event_type: str, data: dict[str, Any]) -> None:
+        """Fire one of the integration's events: each names its entry and server."""
         self.hass.bus.async_fire(
-            EVENT_STATUS,
+            event_type,
             {
                 ATTR_ENTRY_ID: self.entry.entry_id,
                 ATTR_SERVER_PORT: self.bound_port,
                 ATTR_IDENTIFIER: self.identifier,
-                ATTR_STATUS: STATUS_ONLINE if listening else STATUS_OFFLINE,
+                **data,
             },
         )
