@@ -24,6 +24,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
@@ -143,14 +144,23 @@ async def add_matches(bus: MessageBus) -> bool:
     return True
 
 
-async def echo(bus: MessageBus) -> int:
-    echoer = Echo(bus)
-    bus.add_message_handler(echoer.on_message)
+async def listen(
+    bus: MessageBus, on_message: Callable[[Message], None], finish: Callable[[], None]
+) -> bool:
+    """Hands the daemon's signals to on_message until SIGTERM or SIGINT calls finish."""
+    bus.add_message_handler(on_message)
     if not await add_matches(bus):
-        return 2
+        return False
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, echoer.finish)
+        loop.add_signal_handler(signum, finish)
+    return True
+
+
+async def echo(bus: MessageBus) -> int:
+    echoer = Echo(bus)
+    if not await listen(bus, echoer.on_message, echoer.finish):
+        return 2
     print("ready", flush=True)
     await echoer.done
     print(f"send_errors={echoer.errors}", flush=True)
@@ -172,15 +182,10 @@ async def main() -> int:
     if args.mode == "echo":
         return await echo(bus)
     counter = Counter(args.n, args.idle_ms, args.progress)
-    bus.add_message_handler(counter.on_message)
-    if not await add_matches(bus):
+    if not await listen(bus, counter.on_message, counter.finish):
         return 2
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, counter.finish)
     if args.timeout_s > 0:
-        loop.call_later(args.timeout_s, counter.finish)
+        asyncio.get_running_loop().call_later(args.timeout_s, counter.finish)
     print("ready", flush=True)
     if args.n > 0:
         await counter.done
