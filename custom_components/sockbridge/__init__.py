@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
+from .client import DaemonNotRunningError
 from .const import DOMAIN
-from .server import SockbridgeServer
+from .daemon import SockbridgeConfigEntry, SockbridgeDaemon, bus_title
+from .migration import async_migrate_entry
 from .services import async_register_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+__all__ = ["async_migrate_entry", "async_setup", "async_setup_entry", "async_unload_entry"]
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -23,25 +27,31 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     return True
 
 
-async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-    """Create the entry's server, then its entities."""
-    server = SockbridgeServer(hass, entry)
-    await server.async_start()
-    hass.data.setdefault(DOMAIN, {})[entry.entry_id] = server
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+async def async_setup_entry(hass: HomeAssistant, entry: SockbridgeConfigEntry) -> bool:
+    """Find the daemon, create the servers, then their entities."""
+    daemon = SockbridgeDaemon(hass, entry)
+    try:
+        await daemon.async_start()
+    except DaemonNotRunningError as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="daemon_not_running",
+            translation_placeholders={"bus": bus_title(entry.data), "error": err.message},
+        ) from err
+    entry.runtime_data = daemon
+    entry.async_on_unload(entry.add_update_listener(_async_subentries_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
-async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-    """Remove the entities, then end the server and the bus connection."""
+async def async_unload_entry(hass: HomeAssistant, entry: SockbridgeConfigEntry) -> bool:
+    """Remove the entities, then end the servers and the bus connections."""
     if not await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
         return False  # pragma: no cover - our platforms always unload
-    server: SockbridgeServer = hass.data[DOMAIN].pop(entry.entry_id)
-    await server.async_stop()
+    await entry.runtime_data.async_stop()
     return True
 
 
-async def _async_options_updated(hass: HomeAssistant, entry: ConfigEntry) -> None:
-    """New options: make the server again with them."""
-    await hass.config_entries.async_reload(entry.entry_id)
+async def _async_subentries_updated(hass: HomeAssistant, entry: SockbridgeConfigEntry) -> None:
+    """Servers added, changed or removed: only those change."""
+    await entry.runtime_data.async_sync_servers()

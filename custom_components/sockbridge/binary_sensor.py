@@ -6,21 +6,29 @@ from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
     BinarySensorEntity,
 )
-from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN
+from .daemon import SockbridgeConfigEntry
 from .entity import SockbridgeEntity
 from .server import SockbridgeServer
 
+# Push only: nothing is polled.
+PARALLEL_UPDATES = 0
+
 
 async def async_setup_entry(
-    hass: HomeAssistant, entry: ConfigEntry, async_add_entities: AddEntitiesCallback
+    hass: HomeAssistant,
+    entry: SockbridgeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the listening sensor of the entry's server."""
-    server: SockbridgeServer = hass.data[DOMAIN][entry.entry_id]
-    async_add_entities([ListeningBinarySensor(server)])
+    """Add the listening sensor of every server, now and as servers are added."""
+
+    @callback
+    def add(server: SockbridgeServer) -> None:
+        async_add_entities([ListeningBinarySensor(server)], config_subentry_id=server.subentry_id)
+
+    entry.runtime_data.async_add_entities_factory(add)
 
 
 class ListeningBinarySensor(SockbridgeEntity, BinarySensorEntity):

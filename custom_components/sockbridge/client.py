@@ -113,6 +113,19 @@ def error_from_dbus(name: str, message: str) -> SockbridgeError:
     return _ERRORS.get(name, SockbridgeError)(message, name)
 
 
+def _reason(err: BaseException) -> str:
+    """Why connecting failed, in words that do not depend on dbus-fast's version."""
+    if isinstance(err, TimeoutError):
+        return f"no answer within {CALL_TIMEOUT:.0f} s"
+    if isinstance(err, AuthError):
+        return "the bus refused to authenticate this process"
+    if isinstance(err, EOFError):
+        return "the bus closed the connection"
+    if isinstance(err, OSError):
+        return err.strerror or str(err) or type(err).__name__
+    return "not a valid D-Bus address"
+
+
 # ---------------------------------------------------------------------------
 # Escapes: how people type bytes such as a delimiter
 
@@ -290,7 +303,11 @@ class SockbridgeClient:
 
     @classmethod
     async def connect(cls, kind: str = BUS_SYSTEM, address: str | None = None) -> SockbridgeClient:
-        """Connect to the system bus, the session bus or a bus at an address."""
+        """Connect to the system bus, the session bus or a bus at an address.
+
+        The error messages are this module's own, the same whatever
+        dbus-fast's version words its exceptions.
+        """
         where = f"bus at {address}" if kind == BUS_ADDRESS else f"{kind} bus"
         try:
             if kind == BUS_ADDRESS:
@@ -300,14 +317,14 @@ class SockbridgeClient:
             else:
                 bus_type = BusType.SESSION if kind == BUS_SESSION else BusType.SYSTEM
                 bus = MessageBus(bus_type=bus_type)
-        except (OSError, InvalidAddressError) as err:
-            raise DaemonNotRunningError(f"cannot reach the {where}: {err}") from err
+        except (OSError, InvalidAddressError, ValueError) as err:
+            raise DaemonNotRunningError(f"cannot connect to the {where}: {_reason(err)}") from err
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
                 await bus.connect()
-        except (OSError, EOFError, AuthError, TimeoutError) as err:
+        except (OSError, EOFError, AuthError, TimeoutError, InvalidAddressError) as err:
             bus.disconnect()
-            raise DaemonNotRunningError(f"cannot connect to the {where}: {err}") from err
+            raise DaemonNotRunningError(f"cannot connect to the {where}: {_reason(err)}") from err
         return cls(bus, kind, address)
 
     @property
@@ -411,7 +428,7 @@ class SockbridgeClient:
                 f"{destination} did not answer {member} within {CALL_TIMEOUT:.0f} s"
             ) from err
         except (OSError, EOFError) as err:
-            raise DaemonNotRunningError(f"the bus connection failed: {err}") from err
+            raise DaemonNotRunningError(f"the bus connection failed: {_reason(err)}") from err
         if reply is None:
             raise DaemonNotRunningError("the bus connection closed")
         if reply.message_type == MessageType.ERROR:
@@ -565,6 +582,19 @@ class SockbridgeClient:
             handlers.server_status(ServerStatus(*body))
 
 
+async def probe_daemon(kind: str, address: str | None) -> str:
+    """Whether sockbridged answers on a bus: its version.
+
+    Raises DaemonNotRunningError when the bus cannot be reached or the daemon
+    is not on it (and cannot be started by the bus).
+    """
+    client = await SockbridgeClient.connect(kind, address)
+    try:
+        return await client.get_version()
+    finally:
+        await client.close()
+
+
 async def probe_server(kind: str, address: str | None, settings: ServerSettings) -> int:
     """Create a server for real, then end it: the port it bound.
 
@@ -608,5 +638,6 @@ __all__ = [
     "decode_escapes",
     "encode_escapes",
     "error_from_dbus",
+    "probe_daemon",
     "probe_server",
 ]

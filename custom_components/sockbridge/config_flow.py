@@ -1,4 +1,4 @@
-"""Config flow and options flow of sockbridge: one entry per server."""
+"""Config flows of sockbridge: the daemon entry, and its server subentries."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ from collections.abc import Mapping
 import ipaddress
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigFlow, OptionsFlow
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    ConfigSubentry,
+    ConfigSubentryFlow,
+    SubentryFlowResult,
+)
 from homeassistant.core import callback
-from homeassistant.data_entry_flow import FlowResult
+from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import (
-    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -19,6 +25,7 @@ from homeassistant.helpers.selector import (
     SelectSelectorMode,
     TextSelector,
 )
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 import voluptuous as vol
 
 from .client import (
@@ -29,14 +36,15 @@ from .client import (
     PermissionDeniedError,
     SockbridgeError,
     decode_escapes,
+    probe_daemon,
     probe_server,
 )
 from .const import (
+    ADVANCED_KEYS,
     BUS_ADDRESS,
     BUS_SYSTEM,
     BUSES,
     CONF_ADDRESS,
-    CONF_ADVANCED,
     CONF_BIND_ADDRESS,
     CONF_BUS,
     CONF_DELIMITER,
@@ -47,14 +55,18 @@ from .const import (
     CONF_PORT,
     CONF_PROTOCOL,
     CONF_UDP_PEER_TIMEOUT_MS,
-    DEFAULT_OPTIONS,
+    DEFAULT_SERVER,
     DOMAIN,
+    ENTRY_VERSION,
     MAX_DELIMITER_BYTES,
     MAX_MAX_MESSAGE_BYTES,
     MAX_UINT32,
     PROTOCOL_TCP,
     PROTOCOLS,
+    SECTION_ADVANCED,
+    SUBENTRY_SERVER,
 )
+from .daemon import bus_title
 from .server import default_name, settings_from_config
 
 
@@ -67,12 +79,35 @@ def _number(minimum: int, maximum: int) -> vol.All:
     )
 
 
-USER_SCHEMA = vol.Schema(
+DAEMON_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_BUS, default=BUS_SYSTEM): SelectSelector(
             SelectSelectorConfig(options=BUSES, translation_key=CONF_BUS)
         ),
         vol.Optional(CONF_ADDRESS, default=""): TextSelector(),
+    }
+)
+
+ADVANCED_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_BIND_ADDRESS, default=""): TextSelector(),
+        vol.Required(CONF_FLUSH_TIMEOUT_MS, default=DEFAULT_SERVER[CONF_FLUSH_TIMEOUT_MS]): _number(
+            0, MAX_UINT32
+        ),
+        vol.Required(
+            CONF_MAX_MESSAGE_BYTES, default=DEFAULT_SERVER[CONF_MAX_MESSAGE_BYTES]
+        ): _number(1, MAX_MAX_MESSAGE_BYTES),
+        vol.Required(CONF_MAX_CONNECTIONS, default=DEFAULT_SERVER[CONF_MAX_CONNECTIONS]): _number(
+            1, MAX_UINT32
+        ),
+        vol.Required(
+            CONF_UDP_PEER_TIMEOUT_MS, default=DEFAULT_SERVER[CONF_UDP_PEER_TIMEOUT_MS]
+        ): _number(0, MAX_UINT32),
+    }
+)
+
+SERVER_SCHEMA = vol.Schema(
+    {
         vol.Required(CONF_PORT): _number(0, 65535),
         vol.Required(CONF_PROTOCOL, default=PROTOCOL_TCP): SelectSelector(
             SelectSelectorConfig(
@@ -82,188 +117,39 @@ USER_SCHEMA = vol.Schema(
         # Defaults "": a field left empty means none (the form suggests \r\n).
         vol.Optional(CONF_DELIMITER, default=""): TextSelector(),
         vol.Optional(CONF_IDENTIFIER, default=""): TextSelector(),
-        vol.Required(CONF_ADVANCED, default=False): BooleanSelector(),
+        vol.Required(SECTION_ADVANCED): section(ADVANCED_SCHEMA, {"collapsed": True}),
     }
 )
 
-ADVANCED_SCHEMA = vol.Schema(
-    {
-        vol.Required(
-            CONF_FLUSH_TIMEOUT_MS, default=DEFAULT_OPTIONS[CONF_FLUSH_TIMEOUT_MS]
-        ): _number(0, MAX_UINT32),
-        vol.Required(
-            CONF_MAX_MESSAGE_BYTES, default=DEFAULT_OPTIONS[CONF_MAX_MESSAGE_BYTES]
-        ): _number(1, MAX_MAX_MESSAGE_BYTES),
-        vol.Required(CONF_MAX_CONNECTIONS, default=DEFAULT_OPTIONS[CONF_MAX_CONNECTIONS]): _number(
-            1, MAX_UINT32
-        ),
-        vol.Required(
-            CONF_UDP_PEER_TIMEOUT_MS, default=DEFAULT_OPTIONS[CONF_UDP_PEER_TIMEOUT_MS]
-        ): _number(0, MAX_UINT32),
-        vol.Optional(CONF_BIND_ADDRESS, default=""): TextSelector(),
-    }
-)
 
-OPTIONS_SCHEMA = vol.Schema(
-    {
-        vol.Optional(CONF_DELIMITER, default=""): TextSelector(),
-        vol.Optional(CONF_IDENTIFIER, default=""): TextSelector(),
-    }
-).extend(ADVANCED_SCHEMA.schema)
-
-
-def _delimiter_error(delimiter: str) -> str | None:
-    try:
-        data = decode_escapes(delimiter)
-    except InvalidEscapeError:
-        return "invalid_delimiter"
-    return "invalid_delimiter" if len(data) > MAX_DELIMITER_BYTES else None
-
-
-def _bind_address_error(bind_address: str) -> str | None:
-    if not bind_address:
-        return None
-    try:
-        ipaddress.ip_address(bind_address)
-    except ValueError:
-        return "invalid_option"
-    return None
-
-
-def _bus_key(data: Mapping[str, Any]) -> str:
+def bus_unique_id(data: Mapping[str, Any]) -> str:
+    """A daemon entry's unique id: its bus."""
     if data[CONF_BUS] == BUS_ADDRESS:
         return f"{BUS_ADDRESS}={data[CONF_ADDRESS]}"
     return str(data[CONF_BUS])
 
 
-def unique_id(data: Mapping[str, Any]) -> str | None:
-    """The entry's unique id: bus, protocol and port; none for port 0."""
+def server_unique_id(data: Mapping[str, Any]) -> str | None:
+    """A server subentry's unique id: protocol and port; none for port 0."""
     if not data[CONF_PORT]:
         return None
-    return f"{_bus_key(data)}:{data[CONF_PROTOCOL]}:{data[CONF_PORT]}"
+    return f"{data[CONF_PROTOCOL]}:{data[CONF_PORT]}"
 
 
-def _identifier_clash(
-    entries: list[ConfigEntry], data: Mapping[str, Any], identifier: str, exclude: str | None
-) -> bool:
-    """Whether a TCP and a UDP server on one port would share an identifier.
-
-    The daemon's signals carry the port and the identifier but not the
-    protocol, so those two must differ.
-    """
-    if not data[CONF_PORT]:
-        return False
-    for entry in entries:
-        if (
-            entry.entry_id != exclude
-            and _bus_key(entry.data) == _bus_key(data)
-            and entry.data[CONF_PORT] == data[CONF_PORT]
-            and entry.data[CONF_PROTOCOL] != data[CONF_PROTOCOL]
-            and entry.options.get(CONF_IDENTIFIER, "") == identifier
-        ):
-            return True
-    return False
+def server_title(data: Mapping[str, Any]) -> str:
+    """A server's title: its identifier, else protocol and port."""
+    return str(data.get(CONF_IDENTIFIER) or default_name(data[CONF_PROTOCOL], data[CONF_PORT]))
 
 
-class SockbridgeConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Set up a server: where the daemon is, which port, how to frame."""
+def _daemon_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {CONF_BUS: user_input[CONF_BUS]}
+    if data[CONF_BUS] == BUS_ADDRESS:
+        data[CONF_ADDRESS] = str(user_input.get(CONF_ADDRESS, "")).strip()
+    return data
 
-    VERSION = 1
 
-    def __init__(self) -> None:
-        """Start with nothing entered."""
-        self._user_input: dict[str, Any] = {}
-
-    @staticmethod
-    @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
-        """The options flow of an entry."""
-        return SockbridgeOptionsFlow(config_entry)
-
-    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> FlowResult:
-        """Bus, port, protocol, delimiter and identifier."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            self._user_input = user_input
-            if user_input[CONF_BUS] == BUS_ADDRESS and not user_input[CONF_ADDRESS].strip():
-                errors[CONF_ADDRESS] = "address_required"
-            elif error := _delimiter_error(user_input[CONF_DELIMITER]):
-                errors[CONF_DELIMITER] = error
-            elif _identifier_clash(
-                self._async_current_entries(), self._data(), user_input[CONF_IDENTIFIER], None
-            ):
-                errors[CONF_IDENTIFIER] = "identifier_clash"
-            else:
-                if (uid := unique_id(self._data())) is not None:
-                    await self.async_set_unique_id(uid)
-                    self._abort_if_unique_id_configured()
-                if user_input[CONF_ADVANCED]:
-                    return await self.async_step_advanced()
-                return await self._async_finish({})
-        return self._show_user_form(errors, "")
-
-    async def async_step_advanced(self, user_input: dict[str, Any] | None = None) -> FlowResult:
-        """The options of CreateServerWithOptions()."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            if error := _bind_address_error(user_input[CONF_BIND_ADDRESS]):
-                errors[CONF_BIND_ADDRESS] = error
-            else:
-                return await self._async_finish(user_input)
-        return self._show_advanced_form(errors, "", user_input)
-
-    def _data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            CONF_BUS: self._user_input[CONF_BUS],
-            CONF_PORT: self._user_input[CONF_PORT],
-            CONF_PROTOCOL: self._user_input[CONF_PROTOCOL],
-        }
-        if data[CONF_BUS] == BUS_ADDRESS:
-            data[CONF_ADDRESS] = self._user_input[CONF_ADDRESS].strip()
-        return data
-
-    def _show_user_form(self, errors: dict[str, str], detail: str) -> FlowResult:
-        return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(
-                USER_SCHEMA, self._user_input or {CONF_DELIMITER: DEFAULT_OPTIONS[CONF_DELIMITER]}
-            ),
-            errors=errors,
-            description_placeholders={"detail": detail},
-        )
-
-    def _show_advanced_form(
-        self, errors: dict[str, str], detail: str, user_input: Mapping[str, Any] | None
-    ) -> FlowResult:
-        return self.async_show_form(
-            step_id="advanced",
-            data_schema=self.add_suggested_values_to_schema(
-                ADVANCED_SCHEMA, user_input or DEFAULT_OPTIONS
-            ),
-            errors=errors,
-            description_placeholders={"detail": detail},
-        )
-
-    async def _async_finish(self, advanced: Mapping[str, Any]) -> FlowResult:
-        """Create the server for real once; the entry if that worked."""
-        data = self._data()
-        options: dict[str, Any] = {
-            **DEFAULT_OPTIONS,
-            CONF_DELIMITER: self._user_input[CONF_DELIMITER],
-            CONF_IDENTIFIER: self._user_input[CONF_IDENTIFIER],
-            **advanced,
-        }
-        try:
-            await probe_server(
-                data[CONF_BUS], data.get(CONF_ADDRESS), settings_from_config(data, options)
-            )
-        except SockbridgeError as err:
-            error = _probe_error(err)
-            if error == "invalid_option" and advanced:
-                return self._show_advanced_form({"base": error}, err.message, advanced)
-            return self._show_user_form({"base": error}, err.message)
-        title = options[CONF_IDENTIFIER] or default_name(data[CONF_PROTOCOL], data[CONF_PORT])
-        return self.async_create_entry(title=title, data=data, options=options)
+def _daemon_title(data: Mapping[str, Any]) -> str:
+    return f"sockbridged ({bus_title(data)})"
 
 
 def _probe_error(err: SockbridgeError) -> str:
@@ -278,33 +164,247 @@ def _probe_error(err: SockbridgeError) -> str:
     return "unknown"
 
 
-class SockbridgeOptionsFlow(OptionsFlow):
-    """Change a server's delimiter, identifier and advanced options."""
+class SockbridgeConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Find sockbridged: one entry per daemon, that is per bus."""
 
-    def __init__(self, config_entry: ConfigEntry) -> None:
-        """The options flow of config_entry."""
-        self._entry = config_entry
+    VERSION = ENTRY_VERSION
+    MINOR_VERSION = 1
 
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> FlowResult:
-        """All the options on one form; the entry reloads with them."""
+    def __init__(self) -> None:
+        """Start with nothing discovered."""
+        self._discovered: dict[str, Any] = {}
+        self._addon = ""
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Servers are subentries of the daemon's entry."""
+        return {SUBENTRY_SERVER: ServerSubentryFlow}
+
+    async def _async_check_daemon(
+        self, user_input: Mapping[str, Any], errors: dict[str, str]
+    ) -> tuple[dict[str, Any], str]:
+        """The entry data of user_input, and the error detail if any."""
+        data = _daemon_data(user_input)
+        if data[CONF_BUS] == BUS_ADDRESS and not data[CONF_ADDRESS]:
+            errors[CONF_ADDRESS] = "address_required"
+            return data, ""
+        try:
+            await probe_daemon(data[CONF_BUS], data.get(CONF_ADDRESS))
+        except SockbridgeError as err:
+            errors["base"] = _probe_error(err)
+            return data, err.message
+        return data, ""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """The bus sockbridged is on."""
         errors: dict[str, str] = {}
+        detail = ""
         if user_input is not None:
-            if error := _delimiter_error(user_input[CONF_DELIMITER]):
-                errors[CONF_DELIMITER] = error
-            elif error := _bind_address_error(user_input[CONF_BIND_ADDRESS]):
-                errors[CONF_BIND_ADDRESS] = error
-            elif _identifier_clash(
-                self.hass.config_entries.async_entries(DOMAIN),
-                self._entry.data,
-                user_input[CONF_IDENTIFIER],
-                self._entry.entry_id,
-            ):
-                errors[CONF_IDENTIFIER] = "identifier_clash"
-            else:
-                return self.async_create_entry(title="", data={**DEFAULT_OPTIONS, **user_input})
-        current = user_input or {**DEFAULT_OPTIONS, **self._entry.options}
+            data = _daemon_data(user_input)
+            if data[CONF_BUS] != BUS_ADDRESS or data[CONF_ADDRESS]:
+                await self.async_set_unique_id(bus_unique_id(data))
+                self._abort_if_unique_id_configured()
+            data, detail = await self._async_check_daemon(user_input, errors)
+            if not errors:
+                return self.async_create_entry(title=_daemon_title(data), data=data)
         return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, current),
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(DAEMON_SCHEMA, user_input or {}),
             errors=errors,
+            description_placeholders={"detail": detail},
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Another bus for the same daemon, e.g. a moved socket."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        detail = ""
+        if user_input is not None:
+            data = _daemon_data(user_input)
+            unique_id = bus_unique_id(data)
+            if any(
+                other.unique_id == unique_id and other.entry_id != entry.entry_id
+                for other in self._async_current_entries(include_ignore=False)
+            ):
+                return self.async_abort(reason="already_configured")
+            data, detail = await self._async_check_daemon(user_input, errors)
+            if not errors:
+                return self.async_update_reload_and_abort(
+                    entry, unique_id=unique_id, title=_daemon_title(data), data=data
+                )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                DAEMON_SCHEMA, user_input or dict(entry.data)
+            ),
+            errors=errors,
+            description_placeholders={"detail": detail},
+        )
+
+    async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
+        """The sockbridge add-on announced its bus through the Supervisor."""
+        address = str(discovery_info.config.get(CONF_ADDRESS, "")).strip()
+        if not address:
+            return self.async_abort(reason="invalid_discovery")
+        self._discovered = {CONF_BUS: BUS_ADDRESS, CONF_ADDRESS: address}
+        self._addon = discovery_info.name
+        await self.async_set_unique_id(bus_unique_id(self._discovered))
+        self._abort_if_unique_id_configured()
+        self.context["title_placeholders"] = {"addon": self._addon}
+        return await self.async_step_hassio_confirm()
+
+    async def async_step_hassio_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask before adding the add-on's daemon."""
+        errors: dict[str, str] = {}
+        detail = ""
+        if user_input is not None:
+            data, detail = await self._async_check_daemon(self._discovered, errors)
+            if not errors:
+                return self.async_create_entry(title=f"sockbridged ({self._addon})", data=data)
+        return self.async_show_form(
+            step_id="hassio_confirm",
+            errors=errors,
+            description_placeholders={
+                "addon": self._addon,
+                "address": self._discovered[CONF_ADDRESS],
+                "detail": detail,
+            },
+        )
+
+
+def _server_errors(data: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with a server's settings before the daemon is asked."""
+    try:
+        delimiter = decode_escapes(str(data[CONF_DELIMITER]))
+    except InvalidEscapeError:
+        return {CONF_DELIMITER: "invalid_delimiter"}
+    if len(delimiter) > MAX_DELIMITER_BYTES:
+        return {CONF_DELIMITER: "invalid_delimiter"}
+    if bind_address := str(data[CONF_BIND_ADDRESS]):
+        try:
+            ipaddress.ip_address(bind_address)
+        except ValueError:
+            return {SECTION_ADVANCED: "invalid_bind_address"}
+    return {}
+
+
+def _flatten(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """A subentry's data: the form's fields with the advanced section's inlined."""
+    data = {k: v for k, v in user_input.items() if k != SECTION_ADVANCED}
+    data[CONF_DELIMITER] = str(data.get(CONF_DELIMITER, ""))
+    data[CONF_IDENTIFIER] = str(data.get(CONF_IDENTIFIER, ""))
+    advanced = {**DEFAULT_SERVER, **user_input.get(SECTION_ADVANCED, {})}
+    data.update({key: advanced[key] for key in ADVANCED_KEYS})
+    return data
+
+
+def _form_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's suggested values for a subentry's data."""
+    values = {k: v for k, v in data.items() if k not in ADVANCED_KEYS}
+    values[SECTION_ADVANCED] = {key: data.get(key, DEFAULT_SERVER[key]) for key in ADVANCED_KEYS}
+    return values
+
+
+class ServerSubentryFlow(ConfigSubentryFlow):
+    """Add or change one server of the daemon."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """A new server: port, protocol, framing and the advanced options."""
+        return await self._async_step_server("user", user_input, None)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Change a server: it is made again with the new settings."""
+        return await self._async_step_server(
+            "reconfigure", user_input, self._get_reconfigure_subentry()
+        )
+
+    async def _async_step_server(
+        self,
+        step_id: str,
+        user_input: dict[str, Any] | None,
+        current: ConfigSubentry | None,
+    ) -> SubentryFlowResult:
+        errors: dict[str, str] = {}
+        detail = ""
+        if user_input is not None:
+            data = _flatten(user_input)
+            errors = _server_errors(data) or self._clash_errors(data, current)
+            if not errors:
+                detail = await self._async_probe(data, current, errors)
+            if not errors:
+                return self._finish(data, current)
+        if user_input is not None:
+            values: Mapping[str, Any] = user_input
+        elif current is not None:
+            values = _form_values(current.data)
+        else:
+            values = _form_values({CONF_DELIMITER: DEFAULT_SERVER[CONF_DELIMITER]})
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(SERVER_SCHEMA, values),
+            errors=errors,
+            description_placeholders={"detail": detail},
+        )
+
+    def _clash_errors(
+        self, data: Mapping[str, Any], current: ConfigSubentry | None
+    ) -> dict[str, str]:
+        """Another server of this daemon with the same port and protocol, or identifier."""
+        others = [
+            s
+            for s in self._get_entry().subentries.values()
+            if s.subentry_type == SUBENTRY_SERVER
+            and (current is None or s.subentry_id != current.subentry_id)
+        ]
+        if (uid := server_unique_id(data)) is not None and any(s.unique_id == uid for s in others):
+            return {CONF_PORT: "port_configured"}
+        # The daemon's signals carry port and identifier but no protocol: a
+        # TCP and a UDP server on one port must differ in identifier.
+        if data[CONF_PORT] and any(
+            s.data[CONF_PORT] == data[CONF_PORT]
+            and s.data[CONF_PROTOCOL] != data[CONF_PROTOCOL]
+            and s.data.get(CONF_IDENTIFIER, "") == data[CONF_IDENTIFIER]
+            for s in others
+        ):
+            return {CONF_IDENTIFIER: "identifier_clash"}
+        return {}
+
+    async def _async_probe(
+        self, data: Mapping[str, Any], current: ConfigSubentry | None, errors: dict[str, str]
+    ) -> str:
+        """Ask the daemon to serve the settings once; the error's detail if it cannot."""
+        probe = dict(data)
+        if current is not None and data[CONF_PORT] and server_unique_id(data) == current.unique_id:
+            # The running server holds this port: try the rest on any port.
+            probe[CONF_PORT] = 0
+        entry = self._get_entry()
+        try:
+            await probe_server(
+                entry.data[CONF_BUS], entry.data.get(CONF_ADDRESS), settings_from_config(probe)
+            )
+        except SockbridgeError as err:
+            errors["base"] = _probe_error(err)
+            return err.message
+        return ""
+
+    def _finish(self, data: dict[str, Any], current: ConfigSubentry | None) -> SubentryFlowResult:
+        if current is None:
+            return self.async_create_entry(
+                title=server_title(data), data=data, unique_id=server_unique_id(data)
+            )
+        return self.async_update_and_abort(
+            self._get_entry(),
+            current,
+            title=server_title(data),
+            data=data,
+            unique_id=server_unique_id(data),
         )

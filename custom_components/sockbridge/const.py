@@ -6,13 +6,25 @@ from typing import Final
 
 DOMAIN: Final = "sockbridge"
 
-# Config entry data: where the daemon is and which server (fixed for an entry).
+# The daemon entry's data: which bus sockbridged is on.
 CONF_BUS: Final = "bus"
 CONF_ADDRESS: Final = "address"
+
+BUS_SYSTEM: Final = "system"
+BUS_SESSION: Final = "session"
+BUS_ADDRESS: Final = "address"
+BUSES: Final = [BUS_SYSTEM, BUS_SESSION, BUS_ADDRESS]
+
+# Config entry version 2: one entry per daemon, one subentry per server.
+# Version 1 was one entry per server (data: bus, address, port, protocol;
+# options: the rest).
+ENTRY_VERSION: Final = 2
+
+SUBENTRY_SERVER: Final = "server"
+
+# A server subentry's data.
 CONF_PORT: Final = "port"
 CONF_PROTOCOL: Final = "protocol"
-
-# Config entry options: what the options flow may change.
 CONF_DELIMITER: Final = "delimiter"
 CONF_IDENTIFIER: Final = "identifier"
 CONF_FLUSH_TIMEOUT_MS: Final = "flush_timeout_ms"
@@ -21,13 +33,15 @@ CONF_MAX_CONNECTIONS: Final = "max_connections"
 CONF_UDP_PEER_TIMEOUT_MS: Final = "udp_peer_timeout_ms"
 CONF_BIND_ADDRESS: Final = "bind_address"
 
-# Only in the config flow's first step: go on to the advanced options.
-CONF_ADVANCED: Final = "advanced"
-
-BUS_SYSTEM: Final = "system"
-BUS_SESSION: Final = "session"
-BUS_ADDRESS: Final = "address"
-BUSES: Final = [BUS_SYSTEM, BUS_SESSION, BUS_ADDRESS]
+# The collapsible form section that holds the advanced options.
+SECTION_ADVANCED: Final = "advanced"
+ADVANCED_KEYS: Final = (
+    CONF_BIND_ADDRESS,
+    CONF_FLUSH_TIMEOUT_MS,
+    CONF_MAX_MESSAGE_BYTES,
+    CONF_MAX_CONNECTIONS,
+    CONF_UDP_PEER_TIMEOUT_MS,
+)
 
 PROTOCOL_TCP: Final = "tcp"
 PROTOCOL_UDP: Final = "udp"
@@ -44,7 +58,7 @@ MAX_DELIMITER_BYTES: Final = 64
 MAX_IDENTIFIER_BYTES: Final = 255
 MAX_UINT32: Final = 0xFFFFFFFF
 
-DEFAULT_OPTIONS: Final[dict[str, str | int]] = {
+DEFAULT_SERVER: Final[dict[str, str | int]] = {
     CONF_DELIMITER: DEFAULT_DELIMITER,
     CONF_IDENTIFIER: "",
     CONF_FLUSH_TIMEOUT_MS: DEFAULT_FLUSH_TIMEOUT_MS,
@@ -53,6 +67,9 @@ DEFAULT_OPTIONS: Final[dict[str, str | int]] = {
     CONF_UDP_PEER_TIMEOUT_MS: DEFAULT_UDP_PEER_TIMEOUT_MS,
     CONF_BIND_ADDRESS: "",
 }
+
+# Supervisor discovery: the add-on announces its bus under this service.
+HASSIO_SERVICE: Final = "sockbridge"
 
 # Home Assistant bus events.
 EVENT_DATA_IN: Final = "sockbridge_data_in"
@@ -69,6 +86,7 @@ EVENT_TYPE_DISCONNECTED: Final = "disconnected"
 
 # Event data and attribute keys.
 ATTR_ENTRY_ID: Final = "entry_id"
+ATTR_SERVER_ID: Final = "server_id"
 ATTR_HANDLE: Final = "handle"
 ATTR_ADDRESS: Final = "address"
 ATTR_REMOTE_PORT: Final = "remote_port"
@@ -81,7 +99,17 @@ ATTR_STATUS: Final = "status"
 # Actions.
 SERVICE_SEND: Final = "send"
 SERVICE_CLOSE_CLIENT: Final = "close_client"
-ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+ATTR_DEVICE_ID: Final = "device_id"
+
+# Repair issues: the daemon gone for longer than this, in seconds.
+DAEMON_GONE_GRACE: Final = 180.0
+# How often a server that could not be created is tried again, in seconds.
+SERVER_RETRY_INTERVAL: Final = 30.0
+
+ISSUE_DAEMON_GONE: Final = "daemon_gone"
+ISSUE_PORT_IN_USE: Final = "port_in_use"
+ISSUE_SERVER_FAILED: Final = "server_failed"
+ISSUE_MIGRATION: Final = "migration"
 
 # A state is at most 255 characters.
 MAX_STATE_LENGTH: Final = 255

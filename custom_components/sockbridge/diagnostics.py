@@ -1,55 +1,57 @@
-"""Diagnostics: the entry's settings and the server's live connections."""
+"""Diagnostics: the daemon entry, its servers and their live connections."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 
 from .client import SockbridgeError, encode_escapes
-from .const import DOMAIN
+from .daemon import SockbridgeConfigEntry
 from .server import SockbridgeServer
 
 
-async def async_get_config_entry_diagnostics(
-    hass: HomeAssistant, entry: ConfigEntry
-) -> dict[str, Any]:
-    """What the entry asks for, and what the daemon says it has."""
-    diagnostics: dict[str, Any] = {
-        "entry": {
-            "title": entry.title,
-            "data": dict(entry.data),
-            "options": dict(entry.options),
-        },
-    }
-    server: SockbridgeServer | None = hass.data.get(DOMAIN, {}).get(entry.entry_id)
-    if server is None:
-        return diagnostics
-    diagnostics["server"] = {
+def _server(server: SockbridgeServer) -> dict[str, Any]:
+    return {
+        "title": server.name,
+        "config": server.data,
         "available": server.available,
-        "daemon": server.client.daemon_owner if server.client else None,
         "listening": server.listening,
         "bound_port": server.bound_port,
+        "error": server.error,
         "protocol": server.protocol,
         "identifier": server.identifier,
         "delimiter": encode_escapes(server.settings.delimiter),
         "clients": [asdict(client) for client in server.clients.values()],
     }
-    if server.client is None or not server.available or server.bound_port is None:
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: SockbridgeConfigEntry
+) -> dict[str, Any]:
+    """What the entry asks for, and what the daemon says it has.
+
+    Nothing here is secret: the bus address is a socket path, and the
+    servers' settings are ports and framing.
+    """
+    daemon = entry.runtime_data
+    diagnostics: dict[str, Any] = {
+        "entry": {"title": entry.title, "data": dict(entry.data)},
+        "daemon": {
+            "available": daemon.available,
+            "owner": daemon.client.daemon_owner if daemon.client else None,
+            "version": daemon.version,
+        },
+        "servers": {sid: _server(server) for sid, server in daemon.servers.items()},
+    }
+    if daemon.client is None or not daemon.available:
         return diagnostics
     try:
-        version = await server.client.get_version()
-        connections = await server.client.list_connections()
+        diagnostics["daemon"]["connections"] = [
+            asdict(c) for c in await daemon.client.list_connections()
+        ]
+        diagnostics["daemon"]["statistics"] = await daemon.client.get_statistics()
     except SockbridgeError as err:
-        diagnostics["daemon_error"] = err.message
-        return diagnostics
-    diagnostics["daemon_version"] = version
-    diagnostics["connections"] = [
-        asdict(connection)
-        for connection in connections
-        if connection.server_port == server.bound_port
-        and connection.use_udp == server.settings.use_udp
-    ]
+        diagnostics["daemon"]["error"] = err.message
     return diagnostics

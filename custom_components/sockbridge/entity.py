@@ -1,4 +1,4 @@
-"""The base of every sockbridge entity: one device per server."""
+"""The base of every sockbridge entity: one device per server, via the daemon."""
 
 from __future__ import annotations
 
@@ -7,6 +7,27 @@ from homeassistant.helpers.entity import Entity
 
 from .const import DOMAIN
 from .server import SockbridgeServer
+
+
+def daemon_device_id(entry_id: str) -> tuple[str, str]:
+    """The daemon device's identifier.
+
+    Not the bare entry id: a server migrated from version 1 keeps its old
+    entry id as its subentry id, and with it its device's identifier.
+    """
+    return (DOMAIN, f"{entry_id}_daemon")
+
+
+def server_device_info(server: SockbridgeServer) -> DeviceInfo:
+    """The device of a server: named after it, reached through the daemon."""
+    return DeviceInfo(
+        identifiers={(DOMAIN, server.subentry_id)},
+        name=server.name,
+        manufacturer="sockbridge",
+        model=f"{server.protocol.upper()} server",
+        entry_type=DeviceEntryType.SERVICE,
+        via_device=daemon_device_id(server.daemon.entry.entry_id),
+    )
 
 
 class SockbridgeEntity(Entity):
@@ -18,16 +39,9 @@ class SockbridgeEntity(Entity):
     def __init__(self, server: SockbridgeServer, key: str) -> None:
         """Name the entity by its translation key, on the server's device."""
         self._server = server
-        entry_id = server.entry.entry_id
         self._attr_translation_key = key
-        self._attr_unique_id = f"{entry_id}_{key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry_id)},
-            name=server.name,
-            manufacturer="sockbridge",
-            model=f"{server.protocol.upper()} server",
-            entry_type=DeviceEntryType.SERVICE,
-        )
+        self._attr_unique_id = f"{server.subentry_id}_{key}"
+        self._attr_device_info = server_device_info(server)
 
     @property
     def available(self) -> bool:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from homeassistant.components.event import EventEntity
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import (
     ATTR_ADDRESS,
@@ -13,21 +12,33 @@ from .const import (
     ATTR_HEX,
     ATTR_REMOTE_PORT,
     ATTR_TEXT,
-    DOMAIN,
     EVENT_TYPE_CONNECTED,
     EVENT_TYPE_DATA_RECEIVED,
     EVENT_TYPE_DISCONNECTED,
 )
+from .daemon import SockbridgeConfigEntry
 from .entity import SockbridgeEntity
 from .server import ConnectedClient, ReceivedData, SockbridgeServer
 
+# Push only: nothing is polled.
+PARALLEL_UPDATES = 0
+
 
 async def async_setup_entry(
-    hass: HomeAssistant, entry: ConfigEntry, async_add_entities: AddEntitiesCallback
+    hass: HomeAssistant,
+    entry: SockbridgeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the event entities of the entry's server."""
-    server: SockbridgeServer = hass.data[DOMAIN][entry.entry_id]
-    async_add_entities([DataReceivedEvent(server), ClientConnectionEvent(server)])
+    """Add the event entities of every server, now and as servers are added."""
+
+    @callback
+    def add(server: SockbridgeServer) -> None:
+        async_add_entities(
+            [DataReceivedEvent(server), ClientConnectionEvent(server)],
+            config_subentry_id=server.subentry_id,
+        )
+
+    entry.runtime_data.async_add_entities_factory(add)
 
 
 class DataReceivedEvent(SockbridgeEntity, EventEntity):

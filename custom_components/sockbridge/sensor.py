@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.sensor import SensorEntity, SensorStateClass
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import (
     ATTR_ADDRESS,
@@ -16,25 +15,31 @@ from .const import (
     ATTR_HEX,
     ATTR_REMOTE_PORT,
     ATTR_TEXT,
-    DOMAIN,
     MAX_STATE_LENGTH,
 )
+from .daemon import SockbridgeConfigEntry
 from .entity import SockbridgeEntity
 from .server import ReceivedData, SockbridgeServer
 
+# Push only: nothing is polled.
+PARALLEL_UPDATES = 0
+
 
 async def async_setup_entry(
-    hass: HomeAssistant, entry: ConfigEntry, async_add_entities: AddEntitiesCallback
+    hass: HomeAssistant,
+    entry: SockbridgeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the sensors of the entry's server."""
-    server: SockbridgeServer = hass.data[DOMAIN][entry.entry_id]
-    async_add_entities(
-        [
-            OpenConnectionsSensor(server),
-            BoundPortSensor(server),
-            LastMessageSensor(server),
-        ]
-    )
+    """Add the sensors of every server, now and as servers are added."""
+
+    @callback
+    def add(server: SockbridgeServer) -> None:
+        async_add_entities(
+            [OpenConnectionsSensor(server), BoundPortSensor(server), LastMessageSensor(server)],
+            config_subentry_id=server.subentry_id,
+        )
+
+    entry.runtime_data.async_add_entities_factory(add)
 
 
 class OpenConnectionsSensor(SockbridgeEntity, SensorEntity):
@@ -68,8 +73,13 @@ class BoundPortSensor(SockbridgeEntity, SensorEntity):
 
 
 class LastMessageSensor(SockbridgeEntity, SensorEntity):
-    """The last message a client sent: its text as state, all of it as attributes."""
+    """The last message a client sent: its text as state, all of it as attributes.
 
+    Disabled by default: every frame would be a recorded state change. The
+    bus event sockbridge_data_in carries every frame.
+    """
+
+    _attr_entity_registry_enabled_default = False
     # A message may be megabytes: never into the recorder.
     _unrecorded_attributes = frozenset({ATTR_TEXT, ATTR_HEX})
 

@@ -1,4 +1,4 @@
-"""One config entry's server: its D-Bus connection, its state and its events."""
+"""One server subentry: its own D-Bus connection, its state and its events."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import logging
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryError, ConfigEntryNotReady
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_call_later
 
 from .client import (
+    AddressInUseError,
     ConnectionStatus,
     DaemonNotRunningError,
     DataIn,
-    InvalidArgumentError,
-    PermissionDeniedError,
     ServerSettings,
     ServerStatus,
     SignalHandlers,
@@ -32,12 +32,11 @@ from .const import (
     ATTR_HEX,
     ATTR_IDENTIFIER,
     ATTR_REMOTE_PORT,
+    ATTR_SERVER_ID,
     ATTR_SERVER_PORT,
     ATTR_STATUS,
     ATTR_TEXT,
-    CONF_ADDRESS,
     CONF_BIND_ADDRESS,
-    CONF_BUS,
     CONF_DELIMITER,
     CONF_FLUSH_TIMEOUT_MS,
     CONF_IDENTIFIER,
@@ -46,31 +45,36 @@ from .const import (
     CONF_PORT,
     CONF_PROTOCOL,
     CONF_UDP_PEER_TIMEOUT_MS,
-    DEFAULT_OPTIONS,
+    DEFAULT_SERVER,
+    DOMAIN,
     EVENT_CONNECTION,
     EVENT_DATA_IN,
     EVENT_STATUS,
     EVENT_TYPE_CONNECTED,
     EVENT_TYPE_DISCONNECTED,
+    ISSUE_PORT_IN_USE,
+    ISSUE_SERVER_FAILED,
     PROTOCOL_UDP,
+    SERVER_RETRY_INTERVAL,
     STATUS_OFFLINE,
     STATUS_ONLINE,
 )
 
+if TYPE_CHECKING:
+    from .daemon import SockbridgeDaemon
+
 _LOGGER = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 
-
-def settings_from_config(data: Mapping[str, Any], options: Mapping[str, Any]) -> ServerSettings:
-    """The server that an entry's data and options describe.
+def settings_from_config(config: Mapping[str, Any]) -> ServerSettings:
+    """The server that a subentry's data describes.
 
     Raises InvalidEscapeError for a delimiter with an invalid escape.
     """
-    merged = {**DEFAULT_OPTIONS, **options}
+    merged = {**DEFAULT_SERVER, **config}
     return ServerSettings(
-        port=int(data[CONF_PORT]),
-        use_udp=data[CONF_PROTOCOL] == PROTOCOL_UDP,
+        port=int(merged[CONF_PORT]),
+        use_udp=merged[CONF_PROTOCOL] == PROTOCOL_UDP,
         delimiter=decode_escapes(str(merged[CONF_DELIMITER])),
         identifier=str(merged[CONF_IDENTIFIER]),
         flush_timeout_ms=int(merged[CONF_FLUSH_TIMEOUT_MS]),
@@ -84,7 +88,7 @@ def settings_from_config(data: Mapping[str, Any], options: Mapping[str, Any]) ->
 
 def default_name(protocol: str, port: int) -> str:
     """A server's name when it has no identifier."""
-    return f"sockbridge {protocol.upper()} {port or 'ephemeral port'}"
+    return f"{protocol.upper()} {port or 'ephemeral port'}"
 
 
 @dataclass(slots=True)
@@ -116,48 +120,59 @@ class ReceivedData:
         return self.data.hex()
 
 
-class _Listeners(Generic[_T]):
+class Listeners[T]:
     """Callbacks that entities register, each removed by what add() returns."""
 
     def __init__(self) -> None:
-        self._callbacks: list[Callable[[_T], None]] = []
+        """Start with none."""
+        self._callbacks: list[Callable[[T], None]] = []
 
-    def add(self, func: Callable[[_T], None]) -> Callable[[], None]:
+    def add(self, func: Callable[[T], None]) -> Callable[[], None]:
+        """Call func with every value from now on."""
         self._callbacks.append(func)
         return lambda: self._callbacks.remove(func)
 
-    def __call__(self, value: _T) -> None:
+    def __call__(self, value: T) -> None:
+        """Call every callback with value."""
         for func in list(self._callbacks):
             func(value)
 
 
 class SockbridgeServer:
-    """The server of one config entry, kept up as long as the entry is loaded.
+    """The server of one subentry, kept up as long as its entry is loaded.
 
     It owns one D-Bus connection: the server is created from it with
-    exit-with-caller, so it ends with the connection. When the daemon leaves
-    the bus the server is gone and the entities are unavailable; when the
-    daemon comes back the server is created again.
+    exit-with-caller, so it ends with the connection, and closing the
+    connection ends this server alone (DestroyServer would end the TCP and
+    the UDP server of its port). When the daemon leaves the bus the server
+    is gone and the entities are unavailable; when the daemon comes back the
+    server is created again. A server the daemon refuses (its port taken by
+    another program, say) raises a repair issue and is tried again every
+    SERVER_RETRY_INTERVAL seconds.
     """
 
-    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+    def __init__(self, daemon: SockbridgeDaemon, subentry: ConfigSubentry) -> None:
         """Read the settings; nothing runs before async_start()."""
-        self.hass = hass
-        self.entry = entry
-        self.bus: str = entry.data[CONF_BUS]
-        self.bus_address: str | None = entry.data.get(CONF_ADDRESS)
-        self.protocol: str = entry.data[CONF_PROTOCOL]
-        self.settings = settings_from_config(entry.data, entry.options)
+        self.daemon = daemon
+        self.hass: HomeAssistant = daemon.hass
+        self.subentry_id = subentry.subentry_id
+        # Copies: Home Assistant changes a subentry in place when it is
+        # reconfigured, and the daemon compares them to see what changed.
+        self.data = dict(subentry.data)
+        self.title = subentry.title
+        self.settings = settings_from_config(self.data)
         self.client: SockbridgeClient | None = None
         self.listening = False
         self.bound_port: int | None = None
+        self.error: str | None = None
         self.clients: dict[int, ConnectedClient] = {}
         self.last_data: ReceivedData | None = None
         self._server_owner: str | None = None
         self._lock = asyncio.Lock()
-        self._state_listeners: _Listeners[None] = _Listeners()
-        self._data_listeners: _Listeners[ReceivedData] = _Listeners()
-        self._connection_listeners: _Listeners[tuple[str, ConnectedClient]] = _Listeners()
+        self._retry: CALLBACK_TYPE | None = None
+        self._state_listeners: Listeners[None] = Listeners()
+        self._data_listeners: Listeners[ReceivedData] = Listeners()
+        self._connection_listeners: Listeners[tuple[str, ConnectedClient]] = Listeners()
 
     @property
     def identifier(self) -> str:
@@ -165,9 +180,14 @@ class SockbridgeServer:
         return self.settings.identifier
 
     @property
+    def protocol(self) -> str:
+        """Tcp or udp."""
+        return str(self.data[CONF_PROTOCOL])
+
+    @property
     def name(self) -> str:
-        """The device's name: the identifier, else protocol and port."""
-        return self.identifier or default_name(self.protocol, self.settings.port)
+        """The device's name: the subentry's title."""
+        return self.title
 
     @property
     def available(self) -> bool:
@@ -202,13 +222,11 @@ class SockbridgeServer:
     async def async_start(self) -> None:
         """Connect, subscribe and create the server.
 
-        Raises ConfigEntryNotReady while the bus or the daemon is missing or
-        the port is taken, ConfigEntryError for settings the daemon refuses.
+        Raises DaemonNotRunningError while the bus or the daemon is missing;
+        a server the daemon refuses is a repair issue, not an error.
         """
-        try:
-            self.client = await SockbridgeClient.connect(self.bus, self.bus_address)
-        except DaemonNotRunningError as err:
-            raise ConfigEntryNotReady(f"cannot reach the D-Bus bus: {err.message}") from err
+        client = await self.daemon.async_connect()
+        self.client = client
         handlers = SignalHandlers(
             server_status=self._on_server_status,
             connection_status=self._on_connection_status,
@@ -217,23 +235,33 @@ class SockbridgeServer:
             disconnected=self._on_disconnected,
         )
         try:
-            await self.client.subscribe(handlers)
+            await client.subscribe(handlers)
             await self._async_create()
-        except DaemonNotRunningError as err:
+        except DaemonNotRunningError:
             await self.async_stop()
-            raise ConfigEntryNotReady(f"sockbridged is not running: {err.message}") from err
-        except (PermissionDeniedError, InvalidArgumentError) as err:
-            await self.async_stop()
-            raise ConfigEntryError(f"sockbridged refused the server: {err.message}") from err
-        except SockbridgeError as err:
-            await self.async_stop()
-            raise ConfigEntryNotReady(f"sockbridged cannot serve it now: {err.message}") from err
+            raise
 
     async def async_stop(self) -> None:
         """Close the connection; returns once the daemon ended the server."""
+        self._cancel_retry()
+        self._delete_issues()
         client, self.client = self.client, None
         if client is not None:
             await client.close_confirmed()
+
+    async def async_reconfigure(self, subentry: ConfigSubentry) -> None:
+        """Make the server again with the subentry's new settings."""
+        await self.async_stop()
+        for handle in list(self.clients):
+            self._client_gone(handle)
+        self._set_listening(False)
+        self.data = dict(subentry.data)
+        self.title = subentry.title
+        self.settings = settings_from_config(self.data)
+        self.bound_port = None
+        self.error = None
+        self._state_listeners(None)
+        await self.async_start()
 
     async def _async_create(self) -> None:
         """Create the server, unless this daemon already runs ours."""
@@ -243,50 +271,101 @@ class SockbridgeServer:
                 return  # stopped meanwhile
             if self.listening and self._server_owner == client.daemon_owner:
                 return
-            port = await client.create_server(self.settings)
-            self._server_owner = client.daemon_owner
-            self.bound_port = port
+            try:
+                port = await client.create_server(self.settings)
+            except DaemonNotRunningError:
+                raise
+            except SockbridgeError as err:
+                self._refused(err)
+                return
+            self._created(client, port)
             connections = await client.list_connections()
             self.clients = {
                 c.handle: ConnectedClient(c.handle, c.address, c.remote_port)
                 for c in connections
                 if c.server_port == port and c.use_udp == self.settings.use_udp
             }
-            _LOGGER.debug("%s: serving port %d", self.name, port)
             self._set_listening(True)
             self._state_listeners(None)
+
+    def _created(self, client: SockbridgeClient, port: int) -> None:
+        _LOGGER.debug("%s: serving port %d", self.name, port)
+        self._server_owner = client.daemon_owner
+        self.bound_port = port
+        self.error = None
+        self._cancel_retry()
+        self._delete_issues()
+
+    def _refused(self, err: SockbridgeError) -> None:
+        """The daemon refused the server: say so, and try again later."""
+        first = self.error is None
+        self.error = err.message
+        key = ISSUE_PORT_IN_USE if isinstance(err, AddressInUseError) else ISSUE_SERVER_FAILED
+        if first:
+            _LOGGER.warning("%s: sockbridged refused the server: %s", self.name, err.message)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            f"{key}_{self.subentry_id}",
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=key,
+            translation_placeholders={
+                "server": self.name,
+                "port": str(self.settings.port),
+                "error": err.message,
+            },
+        )
+        self._state_listeners(None)
+        self._cancel_retry()
+        self._retry = async_call_later(self.hass, SERVER_RETRY_INTERVAL, self._on_retry)
+
+    def _delete_issues(self) -> None:
+        for key in (ISSUE_PORT_IN_USE, ISSUE_SERVER_FAILED):
+            ir.async_delete_issue(self.hass, DOMAIN, f"{key}_{self.subentry_id}")
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry()
+            self._retry = None
+
+    @callback
+    def _on_retry(self, _now: Any) -> None:
+        self._retry = None
+        self._schedule_create("retry")
+
+    def _schedule_create(self, why: str) -> None:
+        self.daemon.entry.async_create_background_task(
+            self.hass, self._async_recreate(), f"sockbridge {why} {self.subentry_id}"
+        )
 
     async def _async_recreate(self) -> None:
         try:
             await self._async_create()
         except SockbridgeError as err:
-            _LOGGER.warning("%s: cannot create the server again: %s", self.name, err.message)
+            _LOGGER.debug("%s: cannot create the server now: %s", self.name, err.message)
 
     # -- what the daemon says ------------------------------------------------
 
     @callback
     def _on_daemon_owner(self, owner: str | None) -> None:
         if owner is None:
-            _LOGGER.warning("%s: sockbridged left the bus; the server is gone", self.name)
             for handle in list(self.clients):
                 self._client_gone(handle)
             self._set_listening(False)
         else:
-            _LOGGER.info("%s: sockbridged is back; creating the server again", self.name)
-            self.entry.async_create_background_task(
-                self.hass, self._async_recreate(), f"sockbridge create {self.entry.entry_id}"
-            )
+            self._schedule_create("create")
         self._state_listeners(None)
 
     @callback
     def _on_disconnected(self) -> None:
         _LOGGER.warning("%s: lost the D-Bus connection; reloading", self.name)
         self._state_listeners(None)
-        self.hass.config_entries.async_schedule_reload(self.entry.entry_id)
+        self.hass.config_entries.async_schedule_reload(self.daemon.entry.entry_id)
 
     def _is_ours(self, port: int, identifier: str) -> bool:
-        # The signals name no protocol: the config flow keeps a TCP and a UDP
-        # server on one port apart by their identifiers.
+        # The signals name no protocol: the subentry flow keeps a TCP and a
+        # UDP server on one port apart by their identifiers.
         return port == self.bound_port and identifier == self.identifier
 
     @callback
@@ -360,7 +439,8 @@ class SockbridgeServer:
         self.hass.bus.async_fire(
             event_type,
             {
-                ATTR_ENTRY_ID: self.entry.entry_id,
+                ATTR_ENTRY_ID: self.daemon.entry.entry_id,
+                ATTR_SERVER_ID: self.subentry_id,
                 ATTR_SERVER_PORT: self.bound_port,
                 ATTR_IDENTIFIER: self.identifier,
                 **data,

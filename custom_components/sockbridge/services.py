@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import config_validation as cv, device_registry as dr
 import voluptuous as vol
 
 from .client import (
@@ -15,7 +16,7 @@ from .client import (
     decode_escapes,
 )
 from .const import (
-    ATTR_CONFIG_ENTRY_ID,
+    ATTR_DEVICE_ID,
     ATTR_HANDLE,
     ATTR_HEX,
     ATTR_TEXT,
@@ -24,13 +25,14 @@ from .const import (
     SERVICE_CLOSE_CLIENT,
     SERVICE_SEND,
 )
+from .daemon import SockbridgeConfigEntry
 from .server import SockbridgeServer
 
 _HANDLE = vol.All(vol.Coerce(int), vol.Range(min=1, max=MAX_UINT32))
 
 SEND_SCHEMA = vol.Schema(
     {
-        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_DEVICE_ID): cv.string,
         vol.Optional(ATTR_HANDLE): _HANDLE,
         vol.Optional(ATTR_TEXT): cv.string,
         vol.Optional(ATTR_HEX): cv.string,
@@ -39,7 +41,7 @@ SEND_SCHEMA = vol.Schema(
 
 CLOSE_CLIENT_SCHEMA = vol.Schema(
     {
-        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_DEVICE_ID): cv.string,
         vol.Required(ATTR_HANDLE): _HANDLE,
     }
 )
@@ -54,14 +56,34 @@ def _invalid(key: str, message: str, **placeholders: str) -> ServiceValidationEr
     )
 
 
+def _find_server(hass: HomeAssistant, device_id: str) -> SockbridgeServer | None:
+    """The running server whose device is device_id."""
+    device = dr.async_get(hass).async_get(device_id)
+    if device is None:
+        return None
+    for identifier_domain, subentry_id in device.identifiers:
+        if identifier_domain != DOMAIN:
+            continue
+        for entry_id in device.config_entries:
+            entry: SockbridgeConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
+            if (
+                entry is not None
+                and entry.domain == DOMAIN
+                and entry.state is ConfigEntryState.LOADED
+                and (server := entry.runtime_data.servers.get(subentry_id)) is not None
+            ):
+                return server
+    return None
+
+
 def _server(hass: HomeAssistant, call: ServiceCall) -> SockbridgeServer:
-    entry_id: str = call.data[ATTR_CONFIG_ENTRY_ID]
-    server: SockbridgeServer | None = hass.data.get(DOMAIN, {}).get(entry_id)
+    device_id: str = call.data[ATTR_DEVICE_ID]
+    server = _find_server(hass, device_id)
     if server is None:
         raise _invalid(
-            "entry_not_loaded",
-            f"no loaded sockbridge server has the config entry id {entry_id}",
-            entry_id=entry_id,
+            "server_not_found",
+            f"no running sockbridge server has the device id {device_id}",
+            device_id=device_id,
         )
     if not server.available or server.client is None:
         raise HomeAssistantError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 import contextlib
+from dataclasses import dataclass
 import os
 from pathlib import Path
 import select
@@ -20,24 +21,31 @@ from typing import Any, cast
 
 from dbus_fast import Message, MessageType
 from dbus_fast.aio.message_bus import MessageBus
-from homeassistant.config_entries import SIGNAL_CONFIG_ENTRY_CHANGED
+from homeassistant.config_entries import SIGNAL_CONFIG_ENTRY_CHANGED, ConfigSubentryData
 from homeassistant.const import MATCH_ALL
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.sockbridge.config_flow import unique_id
+from custom_components.sockbridge.config_flow import (
+    bus_unique_id,
+    server_title,
+    server_unique_id,
+)
 from custom_components.sockbridge.const import (
     BUS_ADDRESS,
     CONF_ADDRESS,
     CONF_BUS,
     CONF_PORT,
     CONF_PROTOCOL,
-    DEFAULT_OPTIONS,
+    DEFAULT_SERVER,
     DOMAIN,
+    ENTRY_VERSION,
     PROTOCOL_TCP,
+    SUBENTRY_SERVER,
 )
+from custom_components.sockbridge.server import SockbridgeServer
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -279,29 +287,95 @@ async def wait_until(
         unsubscribe_entries()
 
 
-def make_entry(
-    address: str, port: int = 0, protocol: str = PROTOCOL_TCP, **options: Any
-) -> MockConfigEntry:
-    """A config entry of a server on the bus at address."""
-    data = {CONF_BUS: BUS_ADDRESS, CONF_ADDRESS: address, CONF_PORT: port, CONF_PROTOCOL: protocol}
+@dataclass(frozen=True)
+class Server:
+    """A server subentry of a daemon entry, as the tests make them."""
+
+    entry: MockConfigEntry
+    subentry_id: str
+
+
+def server_data(port: int = 0, protocol: str = PROTOCOL_TCP, **options: Any) -> dict[str, Any]:
+    """A server subentry's data."""
+    return {**DEFAULT_SERVER, CONF_PORT: port, CONF_PROTOCOL: protocol, **options}
+
+
+def make_entry(address: str, *servers: dict[str, Any]) -> MockConfigEntry:
+    """A daemon entry on the bus at address, with a subentry per server data."""
+    data = {CONF_BUS: BUS_ADDRESS, CONF_ADDRESS: address}
     return MockConfigEntry(
         domain=DOMAIN,
-        title=f"test {protocol} {port}",
+        title=f"sockbridged ({address})",
         data=data,
-        options={**DEFAULT_OPTIONS, **options},
-        unique_id=unique_id(data),
+        unique_id=bus_unique_id(data),
+        version=ENTRY_VERSION,
+        subentries_data=[
+            ConfigSubentryData(
+                data=server,
+                subentry_type=SUBENTRY_SERVER,
+                title=server_title(server),
+                unique_id=server_unique_id(server),
+            )
+            for server in servers
+        ],
     )
+
+
+def enable_last_message(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Enable the servers' last message sensors, which are disabled by default."""
+    registry = er.async_get(hass)
+    for subentry_id in entry.subentries:
+        registry.async_get_or_create(
+            "sensor",
+            DOMAIN,
+            f"{subentry_id}_last_message",
+            config_entry=entry,
+            config_subentry_id=subentry_id,
+            disabled_by=None,
+        )
+
+
+async def setup_daemon_entry(
+    hass: HomeAssistant, address: str, *servers: dict[str, Any]
+) -> MockConfigEntry:
+    """Add a daemon entry with these servers and set it up; asserts it loaded.
+
+    The servers' last message sensors are enabled.
+    """
+    entry = make_entry(address, *servers)
+    entry.add_to_hass(hass)
+    enable_last_message(hass, entry)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+def only_server(entry: MockConfigEntry) -> Server:
+    """The one server subentry of entry."""
+    (subentry_id,) = entry.subentries
+    return Server(entry, subentry_id)
 
 
 async def setup_entry(
     hass: HomeAssistant, address: str, port: int = 0, protocol: str = PROTOCOL_TCP, **options: Any
-) -> MockConfigEntry:
-    """Add a config entry and set it up; asserts it loaded."""
-    entry = make_entry(address, port, protocol, **options)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
+) -> Server:
+    """A daemon entry with one server, set up; asserts it loaded."""
+    return only_server(
+        await setup_daemon_entry(hass, address, server_data(port, protocol, **options))
+    )
+
+
+def device_id(hass: HomeAssistant, server: Server) -> str:
+    """The device id of a server, as the actions take it."""
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, server.subentry_id)})
+    assert device is not None, server
+    return device.id
+
+
+def running(server: Server) -> SockbridgeServer:
+    """The running SockbridgeServer of a test server."""
+    found: SockbridgeServer = server.entry.runtime_data.servers[server.subentry_id]
+    return found
 
 
 def state_of(hass: HomeAssistant, entity: str) -> str:
@@ -311,9 +385,9 @@ def state_of(hass: HomeAssistant, entity: str) -> str:
     return found.state
 
 
-def entity_id(hass: HomeAssistant, platform: str, entry: MockConfigEntry, key: str) -> str:
-    """The entity id of the entry's entity key on platform."""
-    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{entry.entry_id}_{key}")
+def entity_id(hass: HomeAssistant, platform: str, server: Server, key: str) -> str:
+    """The entity id of the server's entity key on platform."""
+    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{server.subentry_id}_{key}")
     assert found is not None, f"no {platform} entity {key}"
     return found
 

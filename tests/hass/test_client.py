@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 from dbus_fast.aio.message_bus import MessageBus
+from dbus_fast.errors import AuthError
 import pytest
 
 from custom_components.sockbridge import client as client_module
@@ -175,10 +176,15 @@ def test_server_settings_options() -> None:
 
 
 async def test_connect_no_bus() -> None:
-    with pytest.raises(DaemonNotRunningError, match="cannot reach"):
+    """The messages are the client's own, whatever dbus-fast's version says."""
+    with pytest.raises(DaemonNotRunningError) as err:
         await SockbridgeClient.connect("address", "unix:path=/nonexistent/bus")
-    with pytest.raises(DaemonNotRunningError, match="cannot reach"):
+    assert err.value.message == (
+        "cannot connect to the bus at unix:path=/nonexistent/bus: No such file or directory"
+    )
+    with pytest.raises(DaemonNotRunningError) as err:
         await SockbridgeClient.connect("address", "nonsense")
+    assert err.value.message == "cannot connect to the bus at nonsense: not a valid D-Bus address"
     with pytest.raises(DaemonNotRunningError, match="no D-Bus address"):
         await SockbridgeClient.connect("address", "")
 
@@ -471,6 +477,26 @@ async def test_call_failures(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) ->
                 await client.get_daemon_owner()
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (AuthError("no"), "the bus refused to authenticate this process"),
+        (EOFError(), "the bus closed the connection"),
+        (ConnectionResetError(104, "Connection reset by peer"), "Connection reset by peer"),
+    ],
+)
+async def test_connect_failure_reasons(
+    bus_address: str, monkeypatch: pytest.MonkeyPatch, error: Exception, reason: str
+) -> None:
+    async def fail(self: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(MessageBus, "connect", fail)
+    with pytest.raises(DaemonNotRunningError) as err:
+        await SockbridgeClient.connect("address", bus_address)
+    assert err.value.message == f"cannot connect to the bus at {bus_address}: {reason}"
 
 
 async def test_connect_auth_timeout(bus_address: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The config flow and the options flow, against the real daemon."""
+"""The daemon's config flow, discovery, and the server subentry flow, against the real daemon."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from unittest.mock import patch
 from homeassistant import config_entries
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sockbridge.client import (
     FailedError,
@@ -18,10 +20,9 @@ from custom_components.sockbridge.client import (
     ServerSettings,
     SockbridgeClient,
 )
-from custom_components.sockbridge.config_flow import unique_id
+from custom_components.sockbridge.config_flow import bus_unique_id, server_unique_id
 from custom_components.sockbridge.const import (
     CONF_ADDRESS,
-    CONF_ADVANCED,
     CONF_BIND_ADDRESS,
     CONF_BUS,
     CONF_DELIMITER,
@@ -32,26 +33,43 @@ from custom_components.sockbridge.const import (
     CONF_PORT,
     CONF_PROTOCOL,
     CONF_UDP_PEER_TIMEOUT_MS,
-    DEFAULT_OPTIONS,
+    DEFAULT_SERVER,
     DOMAIN,
+    SECTION_ADVANCED,
+    SUBENTRY_SERVER,
 )
 
-from .helpers import Daemon, free_port, setup_entry
+from .helpers import (
+    Daemon,
+    free_port,
+    make_entry,
+    running,
+    server_data,
+    setup_daemon_entry,
+    setup_entry,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
+ADVANCED_DEFAULTS = {
+    CONF_BIND_ADDRESS: "",
+    CONF_FLUSH_TIMEOUT_MS: DEFAULT_SERVER[CONF_FLUSH_TIMEOUT_MS],
+    CONF_MAX_MESSAGE_BYTES: DEFAULT_SERVER[CONF_MAX_MESSAGE_BYTES],
+    CONF_MAX_CONNECTIONS: DEFAULT_SERVER[CONF_MAX_CONNECTIONS],
+    CONF_UDP_PEER_TIMEOUT_MS: DEFAULT_SERVER[CONF_UDP_PEER_TIMEOUT_MS],
+}
 
-def user_input(address: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {
-        CONF_BUS: "address",
-        CONF_ADDRESS: address,
-        CONF_PORT: port,
-        CONF_PROTOCOL: "tcp",
-        CONF_DELIMITER: "\\r\\n",
-        CONF_IDENTIFIER: "",
-        CONF_ADVANCED: False,
-        **extra,
-    }
+
+async def list_servers(address: str) -> list[tuple[int, bool, str]]:
+    client = await SockbridgeClient.connect("address", address)
+    try:
+        return [(s.port, s.use_udp, s.identifier) for s in await client.list_servers()]
+    finally:
+        await client.close()
+
+
+# --------------------------------------------------------------------------
+# The daemon entry
 
 
 async def start_flow(hass: HomeAssistant) -> str:
@@ -64,252 +82,411 @@ async def start_flow(hass: HomeAssistant) -> str:
     return str(result["flow_id"])
 
 
-async def submit(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> Any:
-    return await hass.config_entries.flow.async_configure(flow_id, data)
-
-
-async def test_success(hass: HomeAssistant, daemon: Daemon) -> None:
-    port = free_port()
+async def test_daemon_entry(hass: HomeAssistant, daemon: Daemon) -> None:
     flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(daemon.address, port, identifier="projector"))
-    assert result["type"] == FlowResultType.CREATE_ENTRY
-    assert result["title"] == "projector"
-    assert result["data"] == {
-        CONF_BUS: "address",
-        CONF_ADDRESS: daemon.address,
-        CONF_PORT: port,
-        CONF_PROTOCOL: "tcp",
-    }
-    assert result["options"] == {**DEFAULT_OPTIONS, CONF_IDENTIFIER: "projector"}
-    entry = result["result"]
-    assert entry.unique_id == f"address={daemon.address}:tcp:{port}"
-    await hass.async_block_till_done()
-    # The probe's server was gone in time: the entry made its own.
-    assert entry.state is config_entries.ConfigEntryState.LOADED
-    client = await SockbridgeClient.connect("address", daemon.address)
-    try:
-        assert [(s.port, s.identifier) for s in await client.list_servers()] == [
-            (port, "projector")
-        ]
-    finally:
-        await client.close()
-
-
-async def test_success_advanced_udp_ephemeral(hass: HomeAssistant, daemon: Daemon) -> None:
-    flow_id = await start_flow(hass)
-    result = await submit(
-        hass,
-        flow_id,
-        user_input(daemon.address, 0, protocol="udp", delimiter="", advanced=True),
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_BUS: "address", CONF_ADDRESS: f" {daemon.address} "}
     )
-    assert result["type"] == FlowResultType.FORM
-    assert result["step_id"] == "advanced"
-    advanced = {
-        CONF_FLUSH_TIMEOUT_MS: 50,
-        CONF_MAX_MESSAGE_BYTES: 4096,
-        CONF_MAX_CONNECTIONS: 4,
-        CONF_UDP_PEER_TIMEOUT_MS: 1000,
-        CONF_BIND_ADDRESS: "127.0.0.1",
-    }
-    result = await submit(hass, result["flow_id"], advanced)
     assert result["type"] == FlowResultType.CREATE_ENTRY
-    assert result["title"] == "sockbridge UDP ephemeral port"
-    assert result["result"].unique_id is None
-    assert result["options"] == {**DEFAULT_OPTIONS, CONF_DELIMITER: "", **advanced}
+    assert result["title"] == f"sockbridged ({daemon.address})"
+    assert result["data"] == {CONF_BUS: "address", CONF_ADDRESS: daemon.address}
+    entry = result["result"]
+    assert entry.unique_id == f"address={daemon.address}"
     await hass.async_block_till_done()
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert entry.runtime_data.servers == {}
 
-
-async def test_cannot_connect_no_bus(hass: HomeAssistant) -> None:
+    # The same bus again: aborted before anything is asked of it.
     flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input("unix:path=/nonexistent/bus", 0))
-    assert result["type"] == FlowResultType.FORM
-    assert result["step_id"] == "user"
-    assert result["errors"] == {"base": "cannot_connect"}
-    assert "/nonexistent/bus" in result["description_placeholders"]["detail"]
-
-
-async def test_cannot_connect_no_daemon(hass: HomeAssistant, bus_address: str) -> None:
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(bus_address, 0))
-    assert result["errors"] == {"base": "cannot_connect"}
-
-
-async def test_address_required(hass: HomeAssistant) -> None:
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(" ", 0))
-    assert result["errors"] == {CONF_ADDRESS: "address_required"}
-
-
-async def test_port_in_use(hass: HomeAssistant, daemon: Daemon) -> None:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as held:
-        held.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        held.bind(("::", 0))
-        held.listen()
-        flow_id = await start_flow(hass)
-        result = await submit(hass, flow_id, user_input(daemon.address, held.getsockname()[1]))
-    assert result["type"] == FlowResultType.FORM
-    assert result["errors"] == {"base": "port_in_use"}
-    assert result["description_placeholders"]["detail"]
-
-
-async def test_port_in_use_by_sockbridge(hass: HomeAssistant, daemon: Daemon) -> None:
-    """Served by sockbridge with other settings: in use as well."""
-    client = await SockbridgeClient.connect("address", daemon.address)
-    try:
-        port = await client.create_server(ServerSettings(0, identifier="someone else"))
-        flow_id = await start_flow(hass)
-        result = await submit(hass, flow_id, user_input(daemon.address, port))
-    finally:
-        await client.close()
-    assert result["errors"] == {"base": "port_in_use"}
-    assert "someone else" in result["description_placeholders"]["detail"]
-
-
-async def test_permission_denied(hass: HomeAssistant, daemon: Daemon) -> None:
-    """A port below 1024 for a user that is not root (the tests may run as root)."""
-    flow_id = await start_flow(hass)
-    denied = PermissionDeniedError("port 80 is privileged (below 1024); only root may serve it")
-    with patch("custom_components.sockbridge.config_flow.probe_server", side_effect=denied):
-        result = await submit(hass, flow_id, user_input(daemon.address, 80))
-    assert result["errors"] == {"base": "permission_denied"}
-    assert "privileged" in result["description_placeholders"]["detail"]
-
-
-@pytest.mark.parametrize("delimiter", ["\\q", "\\x4", "\\", "\\x00" * 65])
-async def test_invalid_delimiter(hass: HomeAssistant, delimiter: str) -> None:
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input("unix:path=/unused", 0, delimiter=delimiter))
-    assert result["errors"] == {CONF_DELIMITER: "invalid_delimiter"}
-
-
-async def test_invalid_bind_address(hass: HomeAssistant, daemon: Daemon) -> None:
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(daemon.address, 0, advanced=True))
-    result = await submit(hass, result["flow_id"], {CONF_BIND_ADDRESS: "not an address"})
-    assert result["step_id"] == "advanced"
-    assert result["errors"] == {CONF_BIND_ADDRESS: "invalid_option"}
-    # Fixed, it goes through.
-    result = await submit(hass, result["flow_id"], {CONF_BIND_ADDRESS: "::1"})
-    assert result["type"] == FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
-
-
-async def test_invalid_option_from_daemon(hass: HomeAssistant, daemon: Daemon) -> None:
-    """What the form cannot check, the daemon refuses: shown on the advanced step."""
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(daemon.address, 0, advanced=True))
-    refused = InvalidArgumentError("option 'max-connections' is too large")
-    with patch("custom_components.sockbridge.config_flow.probe_server", side_effect=refused):
-        result = await submit(hass, result["flow_id"], {CONF_MAX_CONNECTIONS: 10**9})
-    assert result["step_id"] == "advanced"
-    assert result["errors"] == {"base": "invalid_option"}
-    assert result["description_placeholders"]["detail"] == refused.message
-
-
-async def test_invalid_option_from_daemon_without_advanced(
-    hass: HomeAssistant, daemon: Daemon
-) -> None:
-    """An identifier over 255 bytes: the daemon says so, on the first step."""
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(daemon.address, 0, identifier="x" * 300))
-    assert result["step_id"] == "user"
-    assert result["errors"] == {"base": "invalid_option"}
-
-
-async def test_unknown_error(hass: HomeAssistant, daemon: Daemon) -> None:
-    flow_id = await start_flow(hass)
-    failed = FailedError("cannot bind: no such device")
-    with patch("custom_components.sockbridge.config_flow.probe_server", side_effect=failed):
-        result = await submit(hass, flow_id, user_input(daemon.address, 0))
-    assert result["errors"] == {"base": "unknown"}
-
-
-async def test_duplicate_aborts(hass: HomeAssistant, daemon: Daemon) -> None:
-    port = free_port()
-    await setup_entry(hass, daemon.address, port)
-    flow_id = await start_flow(hass)
-    result = await submit(hass, flow_id, user_input(daemon.address, port, identifier="again"))
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_BUS: "address", CONF_ADDRESS: daemon.address}
+    )
     assert result["type"] == FlowResultType.ABORT
     assert result["reason"] == "already_configured"
 
 
-async def test_same_port_other_protocol(hass: HomeAssistant, daemon: Daemon) -> None:
-    """TCP and UDP on one port are two servers, told apart by their identifiers."""
-    port = free_port()
-    await setup_entry(hass, daemon.address, port, "tcp", identifier="tcp side")
+async def test_daemon_entry_errors(hass: HomeAssistant, bus_address: str) -> None:
     flow_id = await start_flow(hass)
-    clash = user_input(daemon.address, port, protocol="udp", identifier="tcp side")
-    result = await submit(hass, flow_id, clash)
-    assert result["errors"] == {CONF_IDENTIFIER: "identifier_clash"}
-    result = await submit(hass, flow_id, {**clash, CONF_IDENTIFIER: "udp side"})
-    assert result["type"] == FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
-    # Two ports 0 never clash.
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN,
-        context={"source": config_entries.SOURCE_USER},
-        data=user_input(daemon.address, 0, protocol="udp", identifier="tcp side"),
+    result: Any = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_BUS: "address", CONF_ADDRESS: " "}
     )
-    assert result["type"] == FlowResultType.CREATE_ENTRY
+    assert result["type"] == FlowResultType.FORM
+    assert result["errors"] == {CONF_ADDRESS: "address_required"}
+    # A bus that is not there.
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_BUS: "address", CONF_ADDRESS: "unix:path=/nonexistent/bus"}
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert "No such file or directory" in result["description_placeholders"]["detail"]
+    # A bus without the daemon.
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_BUS: "address", CONF_ADDRESS: bus_address}
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert "io.github.Sockbridge1" in result["description_placeholders"]["detail"]
+
+
+async def test_system_bus_entry_unique_id(hass: HomeAssistant) -> None:
+    """The system bus is one daemon however it is reached."""
+    MockConfigEntry(
+        domain=DOMAIN, unique_id="system", version=2, data={CONF_BUS: "system"}
+    ).add_to_hass(hass)
+    flow_id = await start_flow(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, {CONF_BUS: "system"})
+    assert result["type"] == FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_reconfigure_daemon(hass: HomeAssistant, daemon: Daemon, bus_address: str) -> None:
+    entry = await setup_daemon_entry(hass, daemon.address)
+    other = MockConfigEntry(
+        domain=DOMAIN, unique_id="session", version=2, data={CONF_BUS: "session"}
+    )
+    other.add_to_hass(hass)
+    result: Any = await entry.start_reconfigure_flow(hass)
+    assert result["type"] == FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    # Another entry's bus.
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_BUS: "session"}
+    )
+    assert result["type"] == FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    # A bus that is not there, then the same daemon by a new spelling of its address.
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_BUS: "address", CONF_ADDRESS: "unix:path=/nonexistent"}
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    moved = daemon.address.split(",guid=")[0]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_BUS: "address", CONF_ADDRESS: moved}
+    )
+    assert result["type"] == FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
+    assert entry.data == {CONF_BUS: "address", CONF_ADDRESS: moved}
+    assert entry.unique_id == f"address={moved}"
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+
+
+def discovery(address: str) -> HassioServiceInfo:
+    return HassioServiceInfo(
+        config={"address": address},
+        name="sockbridge",
+        slug="local_sockbridge",
+        uuid="0123456789abcdef0123456789abcdef",
+    )
+
+
+async def test_hassio_discovery(hass: HomeAssistant, daemon: Daemon) -> None:
+    result: Any = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(daemon.address)
+    )
+    assert result["type"] == FlowResultType.FORM
+    assert result["step_id"] == "hassio_confirm"
+    assert result["description_placeholders"]["address"] == daemon.address
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] == FlowResultType.CREATE_ENTRY
+    assert result["title"] == "sockbridged (sockbridge)"
+    assert result["data"] == {CONF_BUS: "address", CONF_ADDRESS: daemon.address}
+    assert result["result"].unique_id == f"address={daemon.address}"
+    await hass.async_block_till_done()
+    # Announced again (the add-on restarted): already there.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(daemon.address)
+    )
+    assert result["type"] == FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_hassio_discovery_errors(hass: HomeAssistant, bus_address: str) -> None:
+    result: Any = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(" ")
+    )
+    assert result["type"] == FlowResultType.ABORT
+    assert result["reason"] == "invalid_discovery"
+    # The daemon is not (yet) on the announced bus: the form says so.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_HASSIO}, data=discovery(bus_address)
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["type"] == FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_connect"}
 
 
 # --------------------------------------------------------------------------
-# Options flow
+# Server subentries
 
 
-async def test_options_flow(hass: HomeAssistant, daemon: Daemon) -> None:
-    entry = await setup_entry(hass, daemon.address, 0, identifier="before")
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["type"] == FlowResultType.FORM
-    assert result["step_id"] == "init"
-    new = {
-        CONF_DELIMITER: "\\x03",
-        CONF_IDENTIFIER: "after",
-        CONF_FLUSH_TIMEOUT_MS: 0,
-        CONF_MAX_MESSAGE_BYTES: 100,
-        CONF_MAX_CONNECTIONS: 1,
-        CONF_UDP_PEER_TIMEOUT_MS: 0,
-        CONF_BIND_ADDRESS: "",
+def server_input(port: int, **fields: Any) -> dict[str, Any]:
+    advanced = {**ADVANCED_DEFAULTS, **fields.pop(SECTION_ADVANCED, {})}
+    return {
+        CONF_PORT: port,
+        CONF_PROTOCOL: "tcp",
+        CONF_DELIMITER: "\\r\\n",
+        CONF_IDENTIFIER: "",
+        SECTION_ADVANCED: advanced,
+        **fields,
     }
-    result = await hass.config_entries.options.async_configure(result["flow_id"], new)
+
+
+async def start_server_flow(hass: HomeAssistant, entry: MockConfigEntry) -> str:
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SERVER), context={"source": config_entries.SOURCE_USER}
+    )
+    assert result["type"] == FlowResultType.FORM
+    assert result["step_id"] == "user"
+    return str(result["flow_id"])
+
+
+async def add_server(hass: HomeAssistant, entry: MockConfigEntry, data: dict[str, Any]) -> Any:
+    flow_id = await start_server_flow(hass, entry)
+    return await hass.config_entries.subentries.async_configure(flow_id, data)
+
+
+async def test_add_server(hass: HomeAssistant, daemon: Daemon) -> None:
+    """The server is made and listens; the daemon's other servers are left alone."""
+    entry = await setup_daemon_entry(hass, daemon.address, server_data(0, identifier="first"))
+    (first,) = entry.runtime_data.servers.values()
+    port = free_port()
+    result = await add_server(hass, entry, server_input(port, identifier="projector"))
+    assert result["type"] == FlowResultType.CREATE_ENTRY
+    assert result["title"] == "projector"
+    await hass.async_block_till_done()
+    (subentry,) = (s for s in entry.subentries.values() if s.title == "projector")
+    assert subentry.unique_id == f"tcp:{port}"
+    assert dict(subentry.data) == {
+        **DEFAULT_SERVER,
+        CONF_PORT: port,
+        CONF_PROTOCOL: "tcp",
+        CONF_IDENTIFIER: "projector",
+    }
+    server = entry.runtime_data.servers[subentry.subentry_id]
+    assert server.listening
+    assert entry.runtime_data.servers[first.subentry_id] is first
+    assert sorted(await list_servers(daemon.address)) == sorted(
+        [(first.bound_port, False, "first"), (port, False, "projector")]
+    )
+
+
+async def test_add_server_advanced_udp_ephemeral(hass: HomeAssistant, daemon: Daemon) -> None:
+    entry = await setup_daemon_entry(hass, daemon.address)
+    advanced = {
+        CONF_BIND_ADDRESS: "127.0.0.1",
+        CONF_FLUSH_TIMEOUT_MS: 0,
+        CONF_MAX_MESSAGE_BYTES: 512,
+        CONF_MAX_CONNECTIONS: 3,
+        CONF_UDP_PEER_TIMEOUT_MS: 5000,
+    }
+    result = await add_server(
+        hass,
+        entry,
+        server_input(0, protocol="udp", delimiter="", **{SECTION_ADVANCED: advanced}),
+    )
+    assert result["type"] == FlowResultType.CREATE_ENTRY
+    assert result["title"] == "UDP ephemeral port"
+    (subentry,) = entry.subentries.values()
+    assert subentry.unique_id is None
+    assert dict(subentry.data) == {
+        CONF_PORT: 0,
+        CONF_PROTOCOL: "udp",
+        CONF_DELIMITER: "",
+        CONF_IDENTIFIER: "",
+        **advanced,
+    }
+    await hass.async_block_till_done()
+    server = entry.runtime_data.servers[subentry.subentry_id]
+    assert server.settings == ServerSettings(
+        port=0,
+        use_udp=True,
+        delimiter=b"",
+        identifier="",
+        flush_timeout_ms=0,
+        max_message_bytes=512,
+        max_connections=3,
+        udp_peer_timeout_ms=5000,
+        bind_address="127.0.0.1",
+    )
+    assert server.listening
+
+
+async def test_server_flow_defaults(hass: HomeAssistant, daemon: Daemon) -> None:
+    """The form suggests CR LF, with the advanced options collapsed at their defaults."""
+    entry = await setup_daemon_entry(hass, daemon.address)
+    result: Any = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SERVER), context={"source": config_entries.SOURCE_USER}
+    )
+    schema = result["data_schema"].schema
+    suggested = {str(key): key.description for key in schema}
+    assert suggested[CONF_DELIMITER] == {"suggested_value": "\\r\\n"}
+    advanced = next(v for k, v in schema.items() if str(k) == SECTION_ADVANCED)
+    assert advanced.options == {"collapsed": True}
+    assert {str(k): k.description for k in advanced.schema.schema} == {
+        key: {"suggested_value": value} for key, value in ADVANCED_DEFAULTS.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "errors"),
+    [
+        ({CONF_DELIMITER: "\\q"}, {CONF_DELIMITER: "invalid_delimiter"}),
+        ({CONF_DELIMITER: "x" * 65}, {CONF_DELIMITER: "invalid_delimiter"}),
+        (
+            {SECTION_ADVANCED: {CONF_BIND_ADDRESS: "not-an-address"}},
+            {SECTION_ADVANCED: "invalid_bind_address"},
+        ),
+    ],
+)
+async def test_server_input_errors(
+    hass: HomeAssistant, daemon: Daemon, fields: dict[str, Any], errors: dict[str, str]
+) -> None:
+    entry = await setup_daemon_entry(hass, daemon.address)
+    result = await add_server(hass, entry, server_input(0, **fields))
+    assert result["type"] == FlowResultType.FORM
+    assert result["errors"] == errors
+    assert entry.subentries == {}
+
+
+async def test_server_daemon_errors(hass: HomeAssistant, daemon: Daemon) -> None:
+    """What the daemon refuses is shown with its message, and nothing is made."""
+    entry = await setup_daemon_entry(hass, daemon.address)
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as held:
+        held.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        held.bind(("::", 0))
+        held.listen()
+        result = await add_server(hass, entry, server_input(held.getsockname()[1]))
+    assert result["errors"] == {"base": "port_in_use"}
+    assert result["description_placeholders"]["detail"]
+    result = await add_server(
+        hass, entry, server_input(0, **{SECTION_ADVANCED: {CONF_BIND_ADDRESS: "192.0.2.1"}})
+    )
+    assert result["errors"] == {"base": "unknown"}  # the daemon's Failed: cannot bind there
+    for error, key in (
+        (PermissionDeniedError("below 1024"), "permission_denied"),
+        (InvalidArgumentError("bad"), "invalid_option"),
+        (FailedError("broken"), "unknown"),
+    ):
+        with patch(
+            "custom_components.sockbridge.client.SockbridgeClient.create_server",
+            side_effect=error,
+        ):
+            result = await add_server(hass, entry, server_input(0))
+        assert result["errors"] == {"base": key}
+        assert result["description_placeholders"]["detail"] == error.message
+    assert entry.subentries == {}
+    assert await list_servers(daemon.address) == []
+
+
+async def test_server_daemon_gone(hass: HomeAssistant, daemon: Daemon) -> None:
+    entry = await setup_daemon_entry(hass, daemon.address)
+    assert await daemon.stop() == 0
+    result = await add_server(hass, entry, server_input(0))
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_server_clashes(hass: HomeAssistant, daemon: Daemon) -> None:
+    """One server per port and protocol; TCP and UDP on one port differ in identifier."""
+    port = free_port()
+    entry = await setup_daemon_entry(hass, daemon.address, server_data(port, identifier="tv"))
+    result = await add_server(hass, entry, server_input(port))
+    assert result["errors"] == {CONF_PORT: "port_configured"}
+    result = await add_server(hass, entry, server_input(port, protocol="udp", identifier="tv"))
+    assert result["errors"] == {CONF_IDENTIFIER: "identifier_clash"}
+    result = await add_server(hass, entry, server_input(port, protocol="udp", identifier="tv-u"))
     assert result["type"] == FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
-    assert entry.options == new
-    # Reloaded: the server is made again with the new settings.
-    assert entry.state is config_entries.ConfigEntryState.LOADED
-    client = await SockbridgeClient.connect("address", daemon.address)
-    try:
-        servers = await client.list_servers()
-    finally:
-        await client.close()
-    assert [(s.identifier, s.delimiter) for s in servers] == [("after", b"\x03")]
+    assert sorted(await list_servers(daemon.address)) == [(port, False, "tv"), (port, True, "tv-u")]
 
 
-async def test_options_flow_errors(hass: HomeAssistant, daemon: Daemon) -> None:
+async def test_reconfigure_server(hass: HomeAssistant, daemon: Daemon) -> None:
+    """Same port: the running server is not in the way. New settings: made again."""
     port = free_port()
-    await setup_entry(hass, daemon.address, port, "udp", identifier="udp")
-    entry = await setup_entry(hass, daemon.address, port, "tcp", identifier="tcp")
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    flow_id = result["flow_id"]
-    options = {**entry.options}
-    for change, error in (
-        ({CONF_DELIMITER: "\\z"}, {CONF_DELIMITER: "invalid_delimiter"}),
-        ({CONF_BIND_ADDRESS: "localhost"}, {CONF_BIND_ADDRESS: "invalid_option"}),
-        ({CONF_IDENTIFIER: "udp"}, {CONF_IDENTIFIER: "identifier_clash"}),
-    ):
-        result = await hass.config_entries.options.async_configure(flow_id, {**options, **change})
-        assert result["type"] == FlowResultType.FORM
-        assert result["errors"] == error
-    result = await hass.config_entries.options.async_configure(flow_id, options)
-    assert result["type"] == FlowResultType.CREATE_ENTRY
-
-
-def test_unique_id() -> None:
-    base = {CONF_PORT: 5000, CONF_PROTOCOL: "udp"}
-    assert unique_id({**base, CONF_BUS: "system"}) == "system:udp:5000"
-    assert unique_id({**base, CONF_BUS: "session"}) == "session:udp:5000"
-    assert unique_id({**base, CONF_BUS: "address", CONF_ADDRESS: "unix:path=/b"}) == (
-        "address=unix:path=/b:udp:5000"
+    entry = await setup_daemon_entry(
+        hass, daemon.address, server_data(port, identifier="amp"), server_data(0, identifier="x")
     )
-    assert unique_id({**base, CONF_BUS: "system", CONF_PORT: 0}) is None
+    subentry = next(s for s in entry.subentries.values() if s.title == "amp")
+    other = next(s for s in entry.runtime_data.servers.values() if s.identifier == "x")
+    result: Any = await entry.start_subentry_reconfigure_flow(hass, subentry.subentry_id)
+    assert result["type"] == FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    suggested = {str(k): k.description for k in result["data_schema"].schema}
+    assert suggested[CONF_PORT] == {"suggested_value": port}
+    assert suggested[CONF_IDENTIFIER] == {"suggested_value": "amp"}
+    # The port of the other server (port 0 in its settings): the daemon says it is taken.
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], server_input(other.bound_port or 1, identifier="amp")
+    )
+    assert result["errors"] == {"base": "port_in_use"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"],
+        server_input(port, identifier="amplifier", delimiter="\\n"),
+    )
+    assert result["type"] == FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    subentry = entry.subentries[subentry.subentry_id]
+    assert subentry.title == "amplifier"
+    assert subentry.data[CONF_DELIMITER] == "\\n"
+    server = running_server(entry, subentry.subentry_id)
+    assert server.listening
+    assert server.settings.delimiter == b"\n"
+    assert entry.runtime_data.servers[other.subentry_id] is other
+    assert sorted(await list_servers(daemon.address)) == sorted(
+        [(port, False, "amplifier"), (other.bound_port, False, "x")]
+    )
+
+
+def running_server(entry: MockConfigEntry, subentry_id: str) -> Any:
+    return entry.runtime_data.servers[subentry_id]
+
+
+async def test_reconfigure_server_to_taken_port(hass: HomeAssistant, daemon: Daemon) -> None:
+    server = await setup_entry(hass, daemon.address, 0, identifier="moving")
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as held:
+        held.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        held.bind(("::", 0))
+        held.listen()
+        result: Any = await server.entry.start_subentry_reconfigure_flow(hass, server.subentry_id)
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], server_input(held.getsockname()[1], identifier="moving")
+        )
+    assert result["type"] == FlowResultType.FORM
+    assert result["errors"] == {"base": "port_in_use"}
+    assert running(server).listening
+
+
+async def test_remove_server(hass: HomeAssistant, daemon: Daemon) -> None:
+    """Its server ends, its device and entities go; the other server stays."""
+    entry = await setup_daemon_entry(
+        hass, daemon.address, server_data(0, identifier="a"), server_data(0, identifier="b")
+    )
+    gone = next(s for s in entry.runtime_data.servers.values() if s.identifier == "a")
+    kept = next(s for s in entry.runtime_data.servers.values() if s.identifier == "b")
+    assert hass.config_entries.async_remove_subentry(entry, gone.subentry_id)
+    await hass.async_block_till_done()
+    assert list(entry.runtime_data.servers) == [kept.subentry_id]
+    assert await list_servers(daemon.address) == [(kept.bound_port, False, "b")]
+    from homeassistant.helpers import device_registry as dr, entity_registry as er
+
+    assert dr.async_get(hass).async_get_device(identifiers={(DOMAIN, gone.subentry_id)}) is None
+    assert not [
+        e
+        for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if e.config_subentry_id == gone.subentry_id
+    ]
+    assert hass.states.get("binary_sensor.a_listening") is None
+    assert hass.states.get("binary_sensor.b_listening") is not None
+
+
+def test_unique_ids() -> None:
+    assert bus_unique_id({CONF_BUS: "system"}) == "system"
+    assert bus_unique_id({CONF_BUS: "address", CONF_ADDRESS: "unix:path=/x"}) == (
+        "address=unix:path=/x"
+    )
+    assert server_unique_id({CONF_PORT: 0, CONF_PROTOCOL: "tcp"}) is None
+    assert server_unique_id({CONF_PORT: 5000, CONF_PROTOCOL: "udp"}) == "udp:5000"
+
+
+def test_make_entry_is_version_2() -> None:
+    assert make_entry("unix:path=/x").version == 2

@@ -8,6 +8,7 @@ from unittest.mock import patch
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 import voluptuous as vol
@@ -17,8 +18,13 @@ from custom_components.sockbridge.const import DOMAIN, EVENT_CONNECTION
 
 from .helpers import (
     Daemon,
+    Server,
+    device_id,
     entity_id,
+    only_server,
     read_exactly,
+    server_data,
+    setup_daemon_entry,
     setup_entry,
     state_of,
     tcp_close,
@@ -30,10 +36,11 @@ pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
 class Connected:
-    """An entry with one TCP client connected."""
+    """A server with one TCP client connected."""
 
-    def __init__(self, entry: MockConfigEntry, handle: int, reader: Any, writer: Any) -> None:
-        self.entry = entry
+    def __init__(self, server: Server, device: str, handle: int, reader: Any, writer: Any) -> None:
+        self.server = server
+        self.device = device
         self.handle = handle
         self.reader = reader
         self.writer = writer
@@ -41,13 +48,13 @@ class Connected:
 
 @pytest.fixture
 async def connected(hass: HomeAssistant, daemon: Daemon) -> AsyncIterator[Connected]:
-    entry = await setup_entry(hass, daemon.address, 0, identifier="dev")
-    port = int(state_of(hass, entity_id(hass, "sensor", entry, "bound_port")))
+    server = await setup_entry(hass, daemon.address, 0, identifier="dev")
+    port = int(state_of(hass, entity_id(hass, "sensor", server, "bound_port")))
     events = async_capture_events(hass, EVENT_CONNECTION)
     reader, writer = await tcp_connect(port)
     await wait_until(hass, lambda: bool(events), "the client")
     try:
-        yield Connected(entry, events[0].data["handle"], reader, writer)
+        yield Connected(server, device_id(hass, server), events[0].data["handle"], reader, writer)
     finally:
         await tcp_close(writer)
 
@@ -71,7 +78,7 @@ async def call(hass: HomeAssistant, service: str, data: dict[str, Any]) -> None:
 async def test_send_invalid(
     hass: HomeAssistant, connected: Connected, data: dict[str, Any], key: str
 ) -> None:
-    data = {"config_entry_id": connected.entry.entry_id, "handle": connected.handle, **data}
+    data = {"device_id": connected.device, "handle": connected.handle, **data}
     with pytest.raises(ServiceValidationError) as err:
         await call(hass, "send", data)
     assert err.value.translation_domain == DOMAIN
@@ -79,29 +86,49 @@ async def test_send_invalid(
     assert str(err.value)
 
 
-async def test_unknown_entry(hass: HomeAssistant, connected: Connected) -> None:
-    for service, data in (("send", {"text": "x"}), ("close_client", {"handle": 1})):
-        with pytest.raises(ServiceValidationError) as err:
-            await call(hass, service, {"config_entry_id": "no such entry", **data})
-        assert err.value.translation_key == "entry_not_loaded"
-        assert err.value.translation_placeholders == {"entry_id": "no such entry"}
+async def test_unknown_device(hass: HomeAssistant, connected: Connected) -> None:
+    """Not a device, the daemon's device, another integration's device, an unloaded entry."""
+    daemon_device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, f"{connected.server.entry.entry_id}_daemon")}
+    )
+    assert daemon_device is not None
+    foreign = MockConfigEntry(domain="other")
+    foreign.add_to_hass(hass)
+    foreign_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=foreign.entry_id, identifiers={("other", "x")}
+    )
+    for device in ("no such device", daemon_device.id, foreign_device.id):
+        for service, data in (("send", {"text": "x"}), ("close_client", {"handle": 1})):
+            with pytest.raises(ServiceValidationError) as err:
+                await call(hass, service, {"device_id": device, **data})
+            assert err.value.translation_key == "server_not_found"
+            assert err.value.translation_placeholders == {"device_id": device}
+    assert await hass.config_entries.async_unload(connected.server.entry.entry_id)
+    with pytest.raises(ServiceValidationError) as err:
+        await call(hass, "send", {"device_id": connected.device, "text": "x"})
+    assert err.value.translation_key == "server_not_found"
 
 
 async def test_close_unknown_handle(hass: HomeAssistant, connected: Connected) -> None:
     with pytest.raises(ServiceValidationError) as err:
-        await call(hass, "close_client", {"config_entry_id": connected.entry.entry_id, "handle": 9})
+        await call(hass, "close_client", {"device_id": connected.device, "handle": 9})
     assert err.value.translation_key == "unknown_handle"
     assert err.value.translation_placeholders == {"server": "dev", "handle": "9"}
 
 
 async def test_handle_of_another_server(hass: HomeAssistant, connected: Connected) -> None:
-    """A handle is daemon-wide: another entry does not own it."""
-    other = await setup_entry(hass, connected.entry.data["address"], 0, identifier="other")
+    """A handle is daemon-wide: another server does not own it."""
+    address = connected.server.entry.data["address"]
+    other = await setup_daemon_entry(hass, f"{address};", server_data(0, identifier="other"))
     with pytest.raises(ServiceValidationError) as err:
         await call(
             hass,
             "send",
-            {"config_entry_id": other.entry_id, "handle": connected.handle, "text": "x"},
+            {
+                "device_id": device_id(hass, only_server(other)),
+                "handle": connected.handle,
+                "text": "x",
+            },
         )
     assert err.value.translation_key == "unknown_handle"
 
@@ -109,32 +136,28 @@ async def test_handle_of_another_server(hass: HomeAssistant, connected: Connecte
 async def test_send_queue_full(hass: HomeAssistant, connected: Connected) -> None:
     """The daemon's LimitExceeded: past the 4 MiB send queue, nothing queued."""
     big = "x" * (5 * 1024 * 1024)
-    entry_id = connected.entry.entry_id
+    device = connected.device
     with pytest.raises(ServiceValidationError) as err:
-        await call(
-            hass, "send", {"config_entry_id": entry_id, "handle": connected.handle, "text": big}
-        )
+        await call(hass, "send", {"device_id": device, "handle": connected.handle, "text": big})
     assert err.value.translation_key == "send_queue_full"
     with pytest.raises(ServiceValidationError) as err:
-        await call(hass, "send", {"config_entry_id": entry_id, "text": big})
+        await call(hass, "send", {"device_id": device, "text": big})
     assert err.value.translation_key == "send_queue_full"
     # Nothing of it was queued: the next send arrives alone.
-    await call(
-        hass, "send", {"config_entry_id": entry_id, "handle": connected.handle, "text": "ok"}
-    )
+    await call(hass, "send", {"device_id": device, "handle": connected.handle, "text": "ok"})
     assert await read_exactly(connected.reader, 2) == b"ok"
 
 
 async def test_daemon_errors(hass: HomeAssistant, connected: Connected) -> None:
     """The daemon's NotFound and other errors, as they come between two signals."""
-    entry_id = connected.entry.entry_id
-    one = {"config_entry_id": entry_id, "handle": connected.handle}
+    device = connected.device
+    one = {"device_id": device, "handle": connected.handle}
     target = "custom_components.sockbridge.client.SockbridgeClient"
     with patch(f"{target}.server_send", side_effect=NotFoundError("gone")):
         with pytest.raises(ServiceValidationError) as err:
             await call(hass, "send", {**one, "text": "x"})
         assert err.value.translation_key == "unknown_handle"
-        await call(hass, "send", {"config_entry_id": entry_id, "text": "x"})  # skipped
+        await call(hass, "send", {"device_id": device, "text": "x"})  # skipped
     with patch(f"{target}.server_close_client", side_effect=NotFoundError("gone")):
         with pytest.raises(ServiceValidationError) as err:
             await call(hass, "close_client", one)
@@ -148,26 +171,26 @@ async def test_daemon_errors(hass: HomeAssistant, connected: Connected) -> None:
         patch(f"{target}.server_send", side_effect=LimitExceededError("full")),
         pytest.raises(ServiceValidationError),
     ):
-        await call(hass, "send", {"config_entry_id": entry_id, "text": "x"})
+        await call(hass, "send", {"device_id": device, "text": "x"})
 
 
 async def test_daemon_not_running(
     hass: HomeAssistant, daemon: Daemon, connected: Connected
 ) -> None:
-    listening = entity_id(hass, "binary_sensor", connected.entry, "listening")
+    listening = entity_id(hass, "binary_sensor", connected.server, "listening")
     assert await daemon.stop() == 0
     await wait_until(hass, lambda: state_of(hass, listening) == "unavailable", "unavailable")
     with pytest.raises(HomeAssistantError) as err:
-        await call(hass, "send", {"config_entry_id": connected.entry.entry_id, "text": "x"})
+        await call(hass, "send", {"device_id": connected.device, "text": "x"})
     assert err.value.translation_key == "daemon_unavailable"
 
 
 async def test_schema(hass: HomeAssistant, connected: Connected) -> None:
     """Handles are 32-bit and non-zero; close_client needs one."""
-    entry_id = connected.entry.entry_id
+    device = connected.device
     with pytest.raises(vol.Invalid):
-        await call(hass, "send", {"config_entry_id": entry_id, "handle": 0, "text": "x"})
+        await call(hass, "send", {"device_id": device, "handle": 0, "text": "x"})
     with pytest.raises(vol.Invalid):
-        await call(hass, "send", {"config_entry_id": entry_id, "handle": 2**32, "text": "x"})
+        await call(hass, "send", {"device_id": device, "handle": 2**32, "text": "x"})
     with pytest.raises(vol.Invalid):
-        await call(hass, "close_client", {"config_entry_id": entry_id})
+        await call(hass, "close_client", {"device_id": device})

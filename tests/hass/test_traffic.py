@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant, State
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.sockbridge.const import (
     DOMAIN,
@@ -18,10 +18,15 @@ from custom_components.sockbridge.const import (
 
 from .helpers import (
     Daemon,
+    Server,
     UdpClient,
+    device_id,
     entity_id,
     read_eof,
     read_exactly,
+    running,
+    server_data,
+    setup_daemon_entry,
     setup_entry,
     tcp_close,
     tcp_connect,
@@ -43,7 +48,7 @@ class Entities:
     client_connection: str
 
     @classmethod
-    def of(cls, hass: HomeAssistant, entry: MockConfigEntry) -> Entities:
+    def of(cls, hass: HomeAssistant, entry: Server) -> Entities:
         return cls(
             listening=entity_id(hass, "binary_sensor", entry, "listening"),
             open_connections=entity_id(hass, "sensor", entry, "open_connections"),
@@ -60,17 +65,17 @@ def state(hass: HomeAssistant, entity: str) -> State:
     return found
 
 
-async def send(hass: HomeAssistant, entry: MockConfigEntry, **data: object) -> None:
+async def send(hass: HomeAssistant, server: Server, **data: object) -> None:
     await hass.services.async_call(
-        DOMAIN, "send", {"config_entry_id": entry.entry_id, **data}, blocking=True
+        DOMAIN, "send", {"device_id": device_id(hass, server), **data}, blocking=True
     )
 
 
-async def close_client(hass: HomeAssistant, entry: MockConfigEntry, handle: int) -> None:
+async def close_client(hass: HomeAssistant, server: Server, handle: int) -> None:
     await hass.services.async_call(
         DOMAIN,
         "close_client",
-        {"config_entry_id": entry.entry_id, "handle": handle},
+        {"device_id": device_id(hass, server), "handle": handle},
         blocking=True,
     )
 
@@ -84,7 +89,8 @@ async def test_tcp_line_in_reply_close(hass: HomeAssistant, daemon: Daemon) -> N
     assert state(hass, ids.open_connections).state == "0"
     assert [e.data for e in status] == [
         {
-            "entry_id": entry.entry_id,
+            "entry_id": entry.entry.entry_id,
+            "server_id": entry.subentry_id,
             "server_port": port,
             "identifier": "projector",
             "status": "ONLINE",
@@ -100,7 +106,8 @@ async def test_tcp_line_in_reply_close(hass: HomeAssistant, daemon: Daemon) -> N
     (online,) = (e.data for e in connection)
     handle = online["handle"]
     assert online == {
-        "entry_id": entry.entry_id,
+        "entry_id": entry.entry.entry_id,
+        "server_id": entry.subentry_id,
         "handle": handle,
         "address": "127.0.0.1",
         "remote_port": None,
@@ -117,7 +124,8 @@ async def test_tcp_line_in_reply_close(hass: HomeAssistant, daemon: Daemon) -> N
     await writer.drain()
     await wait_until(hass, lambda: len(data_in) >= 1, "sockbridge_data_in")
     assert data_in[0].data == {
-        "entry_id": entry.entry_id,
+        "entry_id": entry.entry.entry_id,
+        "server_id": entry.subentry_id,
         "handle": handle,
         "address": "127.0.0.1",
         "remote_port": local_port,
@@ -227,16 +235,23 @@ async def test_send_to_every_client(hass: HomeAssistant, daemon: Daemon) -> None
 
 
 async def test_two_servers_apart(hass: HomeAssistant, daemon: Daemon) -> None:
-    """Each entry sees only its own server's clients and data."""
-    one = await setup_entry(hass, daemon.address, 0, identifier="one")
-    two = await setup_entry(hass, daemon.address, 0, identifier="two")
+    """Each server sees only its own clients and data."""
+    entry = await setup_daemon_entry(
+        hass,
+        daemon.address,
+        server_data(0, identifier="one"),
+        server_data(0, identifier="two"),
+    )
+    one, two = (Server(entry, sid) for sid in entry.subentries)
+    if running(one).identifier != "one":
+        one, two = two, one
     ids_one, ids_two = Entities.of(hass, one), Entities.of(hass, two)
     data_in = async_capture_events(hass, EVENT_DATA_IN)
     _reader, writer = await tcp_connect(int(state(hass, ids_two.bound_port).state))
     writer.write(b"to two\r\n")
     await writer.drain()
     await wait_until(hass, lambda: len(data_in) >= 1, "data")
-    assert data_in[0].data["entry_id"] == two.entry_id
+    assert data_in[0].data["server_id"] == two.subentry_id
     assert state(hass, ids_one.open_connections).state == "0"
     assert state(hass, ids_two.open_connections).state == "1"
     assert state(hass, ids_one.last_message).state == "unknown"
