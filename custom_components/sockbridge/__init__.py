@@ -9,7 +9,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .client import DaemonNotRunningError
-from .const import DOMAIN
+from .const import CONF_ADDRESS, CONF_BUS, DOMAIN
 from .daemon import SockbridgeConfigEntry, SockbridgeDaemon, bus_title
 from .migration import async_migrate_entry
 from .services import async_register_services
@@ -39,7 +39,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SockbridgeConfigEntry) -
             translation_placeholders={"bus": bus_title(entry.data), "error": err.message},
         ) from err
     entry.runtime_data = daemon
-    entry.async_on_unload(entry.add_update_listener(_async_subentries_updated))
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -52,6 +52,10 @@ async def async_unload_entry(hass: HomeAssistant, entry: SockbridgeConfigEntry) 
     return True
 
 
-async def _async_subentries_updated(hass: HomeAssistant, entry: SockbridgeConfigEntry) -> None:
-    """Servers added, changed or removed: only those change."""
-    await entry.runtime_data.async_sync_servers()
+async def _async_entry_updated(hass: HomeAssistant, entry: SockbridgeConfigEntry) -> None:
+    """A new bus reloads the entry; servers added, changed or removed change alone."""
+    daemon = entry.runtime_data
+    if (daemon.bus, daemon.address) != (entry.data[CONF_BUS], entry.data.get(CONF_ADDRESS)):
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
+    await daemon.async_sync_servers()

@@ -234,7 +234,8 @@ class SockbridgeConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_abort(reason="already_configured")
             data, detail = await self._async_check_daemon(user_input, errors)
             if not errors:
-                return self.async_update_reload_and_abort(
+                # The entry's update listener reloads it for its new bus.
+                return self.async_update_and_abort(
                     entry, unique_id=unique_id, title=_daemon_title(data), data=data
                 )
         return self.async_show_form(

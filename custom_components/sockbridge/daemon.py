@@ -21,7 +21,7 @@ from .const import (
     ISSUE_DAEMON_GONE,
     SUBENTRY_SERVER,
 )
-from .entity import daemon_device_id, server_device_info
+from .entity import daemon_device_id, find_device, server_device_info
 from .server import SockbridgeServer
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class SockbridgeDaemon:
         self.address: str | None = entry.data.get(CONF_ADDRESS)
         self.client: SockbridgeClient | None = None
         self.version: str | None = None
+        self.device_id: str | None = None
         self.servers: dict[str, SockbridgeServer] = {}
         self._factories: list[ServerEntitiesFactory] = []
         self._gone_timer: CALLBACK_TYPE | None = None
@@ -147,23 +148,28 @@ class SockbridgeDaemon:
                 await self._async_start_server(subentry)
 
     def _update_server_device(self, server: SockbridgeServer) -> None:
-        registry = dr.async_get(self.hass)
-        device = registry.async_get_device(identifiers={(DOMAIN, server.subentry_id)})
+        device = find_device(self.hass, (DOMAIN, server.subentry_id), self.entry.entry_id)
         if device is not None:
             info = server_device_info(server)
-            registry.async_update_device(device.id, name=info["name"], model=info["model"])
+            dr.async_get(self.hass).async_update_device(
+                device.id, name=info["name"], model=info["model"]
+            )
 
     # -- the daemon's device and presence ---------------------------------------
 
     def _register_device(self) -> None:
-        dr.async_get(self.hass).async_get_or_create(
-            config_entry_id=self.entry.entry_id,
-            identifiers={daemon_device_id(self.entry.entry_id)},
-            name="sockbridged",
-            manufacturer="sockbridge",
-            model="sockbridged",
-            sw_version=self.version,
-            entry_type=dr.DeviceEntryType.SERVICE,
+        self.device_id = (
+            dr.async_get(self.hass)
+            .async_get_or_create(
+                config_entry_id=self.entry.entry_id,
+                identifiers={daemon_device_id(self.entry.entry_id)},
+                name="sockbridged",
+                manufacturer="sockbridge",
+                model="sockbridged",
+                sw_version=self.version,
+                entry_type=dr.DeviceEntryType.SERVICE,
+            )
+            .id
         )
 
     @callback

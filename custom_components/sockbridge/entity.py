@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity
 
@@ -18,16 +20,40 @@ def daemon_device_id(entry_id: str) -> tuple[str, str]:
     return (DOMAIN, f"{entry_id}_daemon")
 
 
+def find_device(
+    hass: HomeAssistant, identifier: tuple[str, str], entry_id: str
+) -> dr.DeviceEntry | None:
+    """The entry's device with this identifier.
+
+    Home Assistant 2026.x looks devices up per config entry, and deprecates
+    the registry-wide async_get_device that 2025.12 has alone.
+    """
+    registry = dr.async_get(hass)
+    if hasattr(registry, "async_get_device_by_identifier"):
+        found: dr.DeviceEntry | None = registry.async_get_device_by_identifier(identifier, entry_id)
+        return found
+    return registry.async_get_device(identifiers={identifier})  # pragma: no cover - 2025.12
+
+
+# Home Assistant 2026.x links a device to its parent by registry id, and
+# deprecates the identifier (via_device) that 2025.12 takes alone.
+_VIA_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
+
+
 def server_device_info(server: SockbridgeServer) -> DeviceInfo:
     """The device of a server: named after it, reached through the daemon."""
-    return DeviceInfo(
+    info = DeviceInfo(
         identifiers={(DOMAIN, server.subentry_id)},
         name=server.name,
         manufacturer="sockbridge",
         model=f"{server.protocol.upper()} server",
         entry_type=DeviceEntryType.SERVICE,
-        via_device=daemon_device_id(server.daemon.entry.entry_id),
     )
+    if _VIA_DEVICE_ID:
+        info["via_device_id"] = server.daemon.device_id  # type: ignore[typeddict-unknown-key,unused-ignore] # pragma: no cover - 2026.x
+    else:  # pragma: no cover - 2025.12
+        info["via_device"] = daemon_device_id(server.daemon.entry.entry_id)
+    return info
 
 
 class SockbridgeEntity(Entity):

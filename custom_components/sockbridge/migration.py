@@ -11,6 +11,7 @@ so do entity ids, names and history.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from types import MappingProxyType
 from typing import Any
@@ -72,17 +73,30 @@ def _move_registries(hass: HomeAssistant, old: ConfigEntry, target: ConfigEntry)
         )
     devices = dr.async_get(hass)
     for device in dr.async_entries_for_config_entry(devices, old.entry_id):
+        _move_device(devices, device.id, old.entry_id, target.entry_id, subentry_id)
+
+
+def _move_device(
+    devices: dr.DeviceRegistry, device_id: str, old: str, target: str, subentry_id: str
+) -> None:
+    # Home Assistant 2026.x: a device has one entry and subentry, set with
+    # new_config_*; 2025.12 adds and removes memberships.
+    if "new_config_entry_id" in inspect.signature(devices.async_update_device).parameters:
+        moved: dict[str, Any] = {  # pragma: no cover - 2026.x
+            "new_config_entry_id": target,
+            "new_config_subentry_id": subentry_id,
+        }
+        devices.async_update_device(device_id, **moved)  # pragma: no cover - 2026.x
+        return  # pragma: no cover - 2026.x
+    devices.async_update_device(  # pragma: no cover - 2025.12
+        device_id, add_config_entry_id=target, add_config_subentry_id=subentry_id
+    )
+    if old != target:  # pragma: no cover - 2025.12
+        devices.async_update_device(device_id, remove_config_entry_id=old)
+    else:  # pragma: no cover - 2025.12
         devices.async_update_device(
-            device.id,
-            add_config_entry_id=target.entry_id,
-            add_config_subentry_id=subentry_id,
+            device_id, remove_config_entry_id=old, remove_config_subentry_id=None
         )
-        if old.entry_id != target.entry_id:
-            devices.async_update_device(device.id, remove_config_entry_id=old.entry_id)
-        else:
-            devices.async_update_device(
-                device.id, remove_config_entry_id=old.entry_id, remove_config_subentry_id=None
-            )
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:

@@ -56,6 +56,17 @@ def _invalid(key: str, message: str, **placeholders: str) -> ServiceValidationEr
     )
 
 
+def _entry_ids(device: dr.DeviceEntry) -> set[str]:
+    """The config entries of a device.
+
+    Home Assistant 2026.x gives a device one entry (config_entry_id) and
+    deprecates the set that 2025.12 has alone.
+    """
+    if (entry_id := getattr(device, "config_entry_id", None)) is not None:
+        return {entry_id}  # pragma: no cover - 2026.x
+    return set(device.config_entries)  # pragma: no cover - 2025.12
+
+
 def _find_server(hass: HomeAssistant, device_id: str) -> SockbridgeServer | None:
     """The running server whose device is device_id."""
     device = dr.async_get(hass).async_get(device_id)
@@ -64,7 +75,7 @@ def _find_server(hass: HomeAssistant, device_id: str) -> SockbridgeServer | None
     for identifier_domain, subentry_id in device.identifiers:
         if identifier_domain != DOMAIN:
             continue
-        for entry_id in device.config_entries:
+        for entry_id in _entry_ids(device):
             entry: SockbridgeConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
             if (
                 entry is not None

@@ -45,6 +45,7 @@ from custom_components.sockbridge.const import (
     PROTOCOL_TCP,
     SUBENTRY_SERVER,
 )
+from custom_components.sockbridge.entity import find_device
 from custom_components.sockbridge.server import SockbridgeServer
 
 HERE = Path(__file__).resolve().parent
@@ -367,7 +368,7 @@ async def setup_entry(
 
 def device_id(hass: HomeAssistant, server: Server) -> str:
     """The device id of a server, as the actions take it."""
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, server.subentry_id)})
+    device = find_device(hass, (DOMAIN, server.subentry_id), server.entry.entry_id)
     assert device is not None, server
     return device.id
 
@@ -458,3 +459,12 @@ class UdpClient(asyncio.DatagramProtocol):
     def close(self) -> None:
         assert self.transport is not None
         self.transport.close()
+
+
+def device_memberships(device: dr.DeviceEntry) -> dict[str, set[str | None]]:
+    """The entries and subentries a device belongs to, on every release."""
+    if hasattr(device, "config_subentry_id"):
+        # 2026.x: one entry and subentry per device.
+        return {getattr(device, "config_entry_id"): {device.config_subentry_id}}  # noqa: B009
+    subentries: dict[str, set[str | None]] = device.config_entries_subentries
+    return subentries

@@ -38,6 +38,7 @@ from custom_components.sockbridge.const import (
     SECTION_ADVANCED,
     SUBENTRY_SERVER,
 )
+from custom_components.sockbridge.entity import find_device
 
 from .helpers import (
     Daemon,
@@ -467,9 +468,9 @@ async def test_remove_server(hass: HomeAssistant, daemon: Daemon) -> None:
     await hass.async_block_till_done()
     assert list(entry.runtime_data.servers) == [kept.subentry_id]
     assert await list_servers(daemon.address) == [(kept.bound_port, False, "b")]
-    from homeassistant.helpers import device_registry as dr, entity_registry as er
+    from homeassistant.helpers import entity_registry as er
 
-    assert dr.async_get(hass).async_get_device(identifiers={(DOMAIN, gone.subentry_id)}) is None
+    assert find_device(hass, (DOMAIN, gone.subentry_id), entry.entry_id) is None
     assert not [
         e
         for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)

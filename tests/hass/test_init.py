@@ -13,7 +13,6 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
-    device_registry as dr,
     entity_registry as er,
     issue_registry as ir,
 )
@@ -33,12 +32,14 @@ from custom_components.sockbridge.const import (
 )
 from custom_components.sockbridge.daemon import bus_title
 from custom_components.sockbridge.diagnostics import async_get_config_entry_diagnostics
+from custom_components.sockbridge.entity import find_device
 from custom_components.sockbridge.migration import async_migrate_entry
 
 from .helpers import (
     Daemon,
     Server,
     bus_peers,
+    device_memberships,
     entity_id,
     free_port,
     make_entry,
@@ -66,17 +67,16 @@ async def test_device_and_entities(hass: HomeAssistant, daemon: Daemon) -> None:
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     server = only_server(entry)
-    devices = dr.async_get(hass)
-    daemon_device = devices.async_get_device(identifiers={(DOMAIN, f"{entry.entry_id}_daemon")})
+    daemon_device = find_device(hass, (DOMAIN, f"{entry.entry_id}_daemon"), entry.entry_id)
     assert daemon_device is not None
     assert daemon_device.model == "sockbridged"
     assert daemon_device.sw_version == await daemon_version(daemon.address)
-    device = devices.async_get_device(identifiers={(DOMAIN, server.subentry_id)})
+    device = find_device(hass, (DOMAIN, server.subentry_id), entry.entry_id)
     assert device is not None
     assert device.name == "amplifier"
     assert device.model == "TCP server"
     assert device.via_device_id == daemon_device.id
-    assert device.config_entries_subentries == {entry.entry_id: {server.subentry_id}}
+    assert device_memberships(device) == {entry.entry_id: {server.subentry_id}}
     listening = entity_id(hass, "binary_sensor", server, "listening")
     assert listening == "binary_sensor.amplifier_listening"
     assert hass.states.get(listening).attributes["device_class"] == "connectivity"  # type: ignore[union-attr]
@@ -452,9 +452,7 @@ async def test_daemon_gone_for_minutes(hass: HomeAssistant, daemon: Daemon) -> N
     await wait_until(hass, lambda: state_of(hass, listening) == STATE_ON, "listening again")
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
     await asyncio.gather(*server.entry._background_tasks)
-    device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"{server.entry.entry_id}_daemon")}
-    )
+    device = find_device(hass, (DOMAIN, f"{server.entry.entry_id}_daemon"), server.entry.entry_id)
     assert device is not None
     assert device.sw_version == await daemon_version(daemon.address)
 
@@ -469,7 +467,7 @@ async def test_rename_and_reconfigure_live(hass: HomeAssistant, daemon: Daemon) 
     await wait_until(hass, lambda: state_of(hass, count) == "1", "a client")
     hass.config_entries.async_update_subentry(server.entry, subentry, title="renamed")
     await hass.async_block_till_done()
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, server.subentry_id)})
+    device = find_device(hass, (DOMAIN, server.subentry_id), server.entry.entry_id)
     assert device is not None
     assert device.name == "renamed"
     assert state_of(hass, count) == "1"  # the client is still there

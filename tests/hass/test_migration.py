@@ -17,7 +17,16 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.sockbridge.const import DEFAULT_SERVER, DOMAIN
 
-from .helpers import Daemon, Server, entity_id, free_port, make_entry, state_of, wait_until
+from .helpers import (
+    Daemon,
+    Server,
+    device_memberships,
+    entity_id,
+    free_port,
+    make_entry,
+    state_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -97,7 +106,7 @@ async def test_two_servers_of_one_bus(hass: HomeAssistant, daemon: Daemon) -> No
         assert registered.config_subentry_id == subentry_id
         moved = dr.async_get(hass).async_get(device)
         assert moved is not None
-        assert moved.config_entries_subentries == {first.entry_id: {subentry_id}}
+        assert device_memberships(moved) == {first.entry_id: {subentry_id}}
         # The same entity id as before, and it works.
         server = Server(first, subentry_id)
         assert entity_id(hass, "binary_sensor", server, "listening") == entity

@@ -15,6 +15,7 @@ import voluptuous as vol
 
 from custom_components.sockbridge.client import FailedError, LimitExceededError, NotFoundError
 from custom_components.sockbridge.const import DOMAIN, EVENT_CONNECTION
+from custom_components.sockbridge.entity import find_device
 
 from .helpers import (
     Daemon,
@@ -88,8 +89,10 @@ async def test_send_invalid(
 
 async def test_unknown_device(hass: HomeAssistant, connected: Connected) -> None:
     """Not a device, the daemon's device, another integration's device, an unloaded entry."""
-    daemon_device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"{connected.server.entry.entry_id}_daemon")}
+    daemon_device = find_device(
+        hass,
+        (DOMAIN, f"{connected.server.entry.entry_id}_daemon"),
+        connected.server.entry.entry_id,
     )
     assert daemon_device is not None
     foreign = MockConfigEntry(domain="other")
