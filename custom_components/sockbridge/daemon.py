@@ -131,6 +131,13 @@ class SockbridgeDaemon:
         Home Assistant removes a removed subentry's devices and entities
         itself; a changed server keeps its entities, which follow it.
         """
+        try:
+            await self._async_sync_servers()
+        except DaemonNotRunningError as err:
+            _LOGGER.warning("cannot change the servers now (%s); reloading", err.message)
+            self.hass.config_entries.async_schedule_reload(self.entry.entry_id)
+
+    async def _async_sync_servers(self) -> None:
         wanted = {s.subentry_id: s for s in self._server_subentries()}
         for subentry_id, server in list(self.servers.items()):
             subentry = wanted.get(subentry_id)

@@ -29,10 +29,11 @@ def find_device(
     the registry-wide async_get_device that 2025.12 has alone.
     """
     registry = dr.async_get(hass)
-    if hasattr(registry, "async_get_device_by_identifier"):
-        found: dr.DeviceEntry | None = registry.async_get_device_by_identifier(identifier, entry_id)
-        return found
-    return registry.async_get_device(identifiers={identifier})  # pragma: no cover - 2025.12
+    by_identifier = getattr(registry, "async_get_device_by_identifier", None)
+    if by_identifier is None:  # pragma: no cover - 2025.12
+        return registry.async_get_device(identifiers={identifier})
+    found: dr.DeviceEntry | None = by_identifier(identifier, entry_id)  # pragma: no cover - 2026.x
+    return found  # pragma: no cover - 2026.x
 
 
 # Home Assistant 2026.x links a device to its parent by registry id, and

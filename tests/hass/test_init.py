@@ -7,9 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 import socket
 import subprocess
+from types import MappingProxyType
 from unittest.mock import patch
 
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
@@ -23,7 +24,12 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
-from custom_components.sockbridge.client import FailedError, ServerSettings, SockbridgeClient
+from custom_components.sockbridge.client import (
+    DaemonNotRunningError,
+    FailedError,
+    ServerSettings,
+    SockbridgeClient,
+)
 from custom_components.sockbridge.const import (
     DOMAIN,
     EVENT_CONNECTION,
@@ -491,3 +497,57 @@ def test_bus_titles() -> None:
 
 async def test_current_version_needs_no_migration(hass: HomeAssistant) -> None:
     assert await async_migrate_entry(hass, make_entry("unix:path=/x"))
+
+
+async def test_daemon_gone_between_calls(hass: HomeAssistant, daemon: Daemon) -> None:
+    """The daemon leaves while a server is being made: retried, not an error."""
+    target = "custom_components.sockbridge.client.SockbridgeClient"
+    entry = make_entry(daemon.address, server_data())
+    entry.add_to_hass(hass)
+    with patch(f"{target}.create_server", side_effect=DaemonNotRunningError("gone")):
+        assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert await daemon_version(daemon.address)  # still there: nothing was left behind
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=5))
+    await wait_until(hass, lambda: entry.state is ConfigEntryState.LOADED, "set up")
+    server = only_server(entry)
+    live = running(server)
+    assert live.client is not None
+    owner = live.client.daemon_owner
+    # A create that fails in the background (the daemon came and went again) is logged.
+    live.listening = False
+    with patch(f"{target}.create_server", side_effect=DaemonNotRunningError("gone")):
+        live._on_daemon_owner(owner)
+        await asyncio.gather(*entry._background_tasks)
+    # The daemon's version cannot be read: the device keeps the one it has.
+    with patch(f"{target}.get_version", side_effect=FailedError("no version")):
+        entry.runtime_data._on_daemon_owner(owner)
+        await asyncio.gather(*entry._background_tasks)
+    assert entry.runtime_data.version == await daemon_version(daemon.address)
+    daemon_object = entry.runtime_data
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await daemon_object._async_refresh_version()  # after unload: nothing to do
+
+
+async def test_server_added_while_daemon_gone(hass: HomeAssistant, daemon: Daemon) -> None:
+    """A server that cannot be made for want of the daemon: the entry waits for it."""
+    server = await setup_entry(hass, daemon.address, 0)
+    listening = entity_id(hass, "binary_sensor", server, "listening")
+    assert await daemon.stop() == 0
+    await wait_until(hass, lambda: state_of(hass, listening) == STATE_UNAVAILABLE, "unavailable")
+    hass.config_entries.async_add_subentry(
+        server.entry,
+        ConfigSubentry(
+            data=MappingProxyType(server_data(0, identifier="late")),
+            subentry_type="server",
+            title="late",
+            unique_id=None,
+        ),
+    )
+    await wait_until(
+        hass, lambda: server.entry.state is ConfigEntryState.SETUP_RETRY, "the entry to retry"
+    )
+    await daemon.start()
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=5))
+    await wait_until(hass, lambda: server.entry.state is ConfigEntryState.LOADED, "loaded")
+    assert len(server.entry.runtime_data.servers) == 2
