@@ -6,7 +6,10 @@
 #include "sb-json-check.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -551,6 +554,83 @@ sb_state_load (const char *path)
   return config_array_new ();
 }
 
+/* Fills @error from @saved_errno, naming what failed and the file. */
+static gboolean
+set_file_error (GError     **error,
+                int          saved_errno,
+                const char  *what,
+                const char  *path)
+{
+  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno),
+               "Could not %s %s: %s", what, path, g_strerror (saved_errno));
+  return FALSE;
+}
+
+static gboolean
+write_all (int           fd,
+           const char   *data,
+           gsize         len)
+{
+  while (len > 0) {
+    gssize n = write (fd, data, len);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return FALSE;
+    data += n;
+    len -= (gsize) n;
+  }
+  return TRUE;
+}
+
+/* After the rename, so that a power cut cannot undo it. Best effort: the
+ * new file is in place already, and a file system that cannot sync a
+ * directory has nothing better to offer. */
+static void
+sync_directory (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd < 0)
+    return;
+  fsync (fd);
+  close (fd);
+}
+
+/* Fills a new temporary file beside the state file with @data. mkstemp()
+ * creates it with at most 0600 (a umask only takes bits away), so it is
+ * never readable by others; fchmod() then makes it exactly 0600 whatever
+ * the umask, before the first byte is written. */
+static gboolean
+write_temporary (char        *tmp_path,
+                 const char  *data,
+                 gsize        len,
+                 GError     **error)
+{
+  int fd = g_mkstemp_full (tmp_path, O_WRONLY | O_CLOEXEC, 0600);
+  gboolean written;
+  int saved_errno;
+
+  if (fd < 0)
+    return set_file_error (error, errno, "create the temporary file", tmp_path);
+  written = fchmod (fd, 0600) == 0 && write_all (fd, data, len) && fsync (fd) == 0;
+  saved_errno = errno;
+  if (close (fd) != 0 && written) {
+    written = FALSE;
+    saved_errno = errno;
+  }
+  if (written)
+    return TRUE;
+  g_unlink (tmp_path);
+  return set_file_error (error, saved_errno, "write the temporary file", tmp_path);
+}
+
+/* Not g_file_set_contents_full(): it gives a new file the requested mode
+ * less the umask, and GLib 2.84 (Debian 13) keeps an existing file's mode
+ * instead, so a state file once made 0644 would stay 0644, readable by
+ * all, while it may come to hold secrets. The write is GLib's (temporary
+ * file, fsync, rename over the old one), the mode always exactly 0600. */
 gboolean
 sb_state_save (const char  *path,
                GPtrArray   *configs,
@@ -558,6 +638,8 @@ sb_state_save (const char  *path,
 {
   g_autofree char *dir = NULL;
   g_autofree char *data = NULL;
+  g_autofree char *tmp_path = NULL;
+  int saved_errno;
   gsize len;
 
   g_return_val_if_fail (path != NULL, FALSE);
@@ -565,15 +647,17 @@ sb_state_save (const char  *path,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   dir = g_path_get_dirname (path);
-  if (g_mkdir_with_parents (dir, 0700) != 0) {
-    int saved_errno = errno;
-
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (saved_errno),
-                 "Could not create the state directory %s: %s",
-                 dir, g_strerror (saved_errno));
-    return FALSE;
-  }
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    return set_file_error (error, errno, "create the state directory", dir);
   data = sb_state_serialize (configs, &len);
-  return g_file_set_contents_full (path, data, (gssize) len,
-                                   G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+  tmp_path = g_strconcat (path, ".XXXXXX", NULL);
+  if (!write_temporary (tmp_path, data, len, error))
+    return FALSE;
+  if (g_rename (tmp_path, path) != 0) {
+    saved_errno = errno;
+    g_unlink (tmp_path);
+    return set_file_error (error, saved_errno, "replace the state file", path);
+  }
+  sync_directory (dir);
+  return TRUE;
 }

@@ -29,7 +29,8 @@ char      *sb_state_serialize (GPtrArray   *configs,
 GPtrArray *sb_state_load      (const char  *path);
 
 /* Writes @configs to @path atomically (write to a temporary file, fsync,
- * rename), mode 0600, creating the parent directory (0700) if needed. */
+ * rename), mode exactly 0600 whatever the umask and the old file's mode,
+ * creating the parent directory (0700) if needed. */
 gboolean   sb_state_save      (const char  *path,
                                GPtrArray   *configs,
                                GError     **error);

@@ -762,6 +762,51 @@ test_save_replaces_atomically (Fixture       *fixture,
   assert_only_file (fixture->dir, "state.json");
 }
 
+/* The mode is 0600 whatever the old file's mode and the umask: GLib 2.84
+ * would keep the old 0644, and a umask such as 0277 would make GLib's
+ * 0600 a 0400. */
+static void
+test_save_ignores_umask_and_old_mode (Fixture       *fixture,
+                                      gconstpointer  data)
+{
+  static const mode_t umasks[] = { 0277, 0077, 0022, 0 };
+  g_autoptr(GPtrArray) configs = new_configs ();
+
+  for (gsize i = 0; i < G_N_ELEMENTS (umasks); i++) {
+    g_autoptr(GError) error = NULL;
+    mode_t old_umask;
+    gboolean saved;
+
+    write_file (fixture->path, "old", 3);
+    g_assert_cmpint (g_chmod (fixture->path, 0644), ==, 0);
+    old_umask = umask (umasks[i]);
+    saved = sb_state_save (fixture->path, configs, &error);
+    umask (old_umask);
+    g_assert_no_error (error);
+    g_assert_true (saved);
+    assert_mode (fixture->path, 0600);
+    assert_only_file (fixture->dir, "state.json");
+  }
+}
+
+/* A directory in the file's place: the rename fails, and the temporary
+ * file goes with it. */
+static void
+test_save_fails_without_leftovers (Fixture       *fixture,
+                                   gconstpointer  data)
+{
+  g_autofree char *inside = g_build_filename (fixture->path, "keep", NULL);
+  g_autoptr(GPtrArray) configs = new_configs ();
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpint (g_mkdir (fixture->path, 0700), ==, 0);
+  write_file (inside, "", 0);
+  g_assert_false (sb_state_save (fixture->path, configs, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, fixture->path));
+  assert_only_file (fixture->dir, "state.json");
+}
+
 static void
 test_save_fails (Fixture       *fixture,
                  gconstpointer  data)
@@ -807,7 +852,9 @@ main (int    argc,
   ADD_FILE_TEST ("/state/load/unreadable", test_load_unreadable);
   ADD_FILE_TEST ("/state/save/creates-directory", test_save_creates_directory);
   ADD_FILE_TEST ("/state/save/replaces-atomically", test_save_replaces_atomically);
+  ADD_FILE_TEST ("/state/save/ignores-umask-and-old-mode", test_save_ignores_umask_and_old_mode);
   ADD_FILE_TEST ("/state/save/fails", test_save_fails);
+  ADD_FILE_TEST ("/state/save/fails-without-leftovers", test_save_fails_without_leftovers);
 #undef ADD_FILE_TEST
 
   return g_test_run ();

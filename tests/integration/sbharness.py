@@ -526,6 +526,7 @@ class Daemon:
     proc: asyncio.subprocess.Process | None = None
     allowed_log: list[re.Pattern[str]] = field(default_factory=list)
     returncode: int | None = None
+    umask: int = -1  # the daemon's umask; -1 keeps the test's
 
     @property
     def log_path(self) -> Path:
@@ -555,6 +556,7 @@ class Daemon:
                 stdout=log,
                 stderr=log,
                 env=env,
+                umask=self.umask,
             )
 
     async def wait_ready(self, client: Client, timeout: float = START_TIMEOUT) -> None:
@@ -660,12 +662,22 @@ class DaemonFactory:
         self.daemons: list[Daemon] = []
 
     async def start(
-        self, *args: str, wait: bool = True, name: str | None = None, address: str | None = None
+        self,
+        *args: str,
+        wait: bool = True,
+        name: str | None = None,
+        address: str | None = None,
+        umask: int = -1,
     ) -> Daemon:
         """Start sockbridged with args (default --no-state); wait for its name unless told."""
         name = name or f"sockbridged-{len(self.daemons) + 1}"
         d = Daemon(
-            self.binary, address or self.address, self.workdir, list(args or ["--no-state"]), name
+            self.binary,
+            address or self.address,
+            self.workdir,
+            list(args or ["--no-state"]),
+            name,
+            umask=umask,
         )
         self.daemons.append(d)
         await d.start()

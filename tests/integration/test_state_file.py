@@ -4,6 +4,7 @@
 import asyncio
 import json
 from pathlib import Path
+import stat
 
 import pytest
 
@@ -189,3 +190,40 @@ async def test_corrupt_state_file_is_set_aside(
     warnings = d.warning_lines()
     assert len(warnings) == 1, f"expected one warning about the corrupt file, got {warnings}"
     assert "state.json" in warnings[0], warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("old_mode", "umask"),
+    [(0o644, 0o022), (0o644, 0o277), (None, 0o000)],
+    ids=["over-0644", "over-0644-umask-0277", "new-umask-0000"],
+)
+async def test_state_file_is_0600_whatever_was_there(
+    daemons: DaemonFactory, client: Client, tmp_path: Path, old_mode: int | None, umask: int
+) -> None:
+    """The file may come to hold secrets: 0600, whatever the old file's mode and the umask.
+
+    GLib 2.84 keeps the mode of the file it replaces (over-0644 fails there
+    with g_file_set_contents_full()); every GLib applies the umask to a
+    new file (umask 0277 made it 0400).
+    """
+    sb = client
+    state = tmp_path / "state.json"
+    old_inode = None
+    if old_mode is not None:
+        await asyncio.to_thread(state.write_text, '{"version": 1, "servers": []}\n')
+        await asyncio.to_thread(state.chmod, old_mode)
+        old_inode = (await asyncio.to_thread(state.stat)).st_ino
+    await daemons.start(f"--state-file={state}", umask=umask)
+
+    start = sb.rec.mark()
+    port = await sb.create_server(0, "", False, "private")
+    await sb.wait_online(port, start=start)
+
+    # CreateServer answers once the file is written.
+    info = await asyncio.to_thread(state.stat)
+    assert stat.S_IMODE(info.st_mode) == 0o600, oct(info.st_mode)
+    assert info.st_ino != old_inode, "rewritten in place, not replaced atomically"
+    written = json.loads(await asyncio.to_thread(state.read_text))
+    assert [s["port"] for s in written["servers"]] == [port]
+    names = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.iterdir()))
+    assert [n for n in names if n.startswith("state")] == ["state.json"]
