@@ -21,6 +21,7 @@ typedef struct
   GDBusConnection *connection;
   SbDaemon        *daemon;
   char            *state_path;
+  const char      *bus_name;      /* for messages: "the system bus", ... */
   guint            owner_id;
   gboolean         acquired;
   int              exit_status;
@@ -78,12 +79,9 @@ on_name_lost (GDBusConnection *connection,
 {
   SbMain *main_data = user_data;
 
-  /* GDBus reports a connection that closed later as no connection. */
-  if (connection == NULL && !main_data->acquired) {
-    g_printerr ("sockbridged: cannot connect to the D-Bus bus\n");
-    quit (main_data, 1);
-  } else if (connection == NULL || g_dbus_connection_is_closed (connection)) {
-    g_printerr ("sockbridged: the connection to the D-Bus bus closed\n");
+  /* GDBus reports a connection that closed as no connection. */
+  if (connection == NULL || g_dbus_connection_is_closed (connection)) {
+    g_printerr ("sockbridged: the connection to %s closed\n", main_data->bus_name);
     quit (main_data, 1);
   } else if (!main_data->acquired) {
     g_printerr ("sockbridged: cannot own the name %s: another instance runs "
@@ -131,6 +129,33 @@ default_state_path (GBusType bus_type)
   return g_build_filename (directories[0], "state.json", NULL);
 }
 
+/* The connection is made here rather than by g_bus_own_name(), which
+ * reports an unreachable bus without saying which bus or why. */
+static GDBusConnection *
+connect_bus (GBusType     bus_type,
+             const char  *address,
+             const char  *bus_name)
+{
+  g_autofree char *bus_address = g_strdup (address);
+  g_autoptr(GDBusConnection) connection = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (bus_address == NULL)
+    bus_address = g_dbus_address_get_for_bus_sync (bus_type, NULL, &error);
+  if (bus_address == NULL) {
+    g_printerr ("sockbridged: cannot find %s: %s\n", bus_name, error->message);
+    return NULL;
+  }
+  connection = g_dbus_connection_new_for_address_sync (bus_address,
+                                                       G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+                                                       G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+                                                       NULL, NULL, &error);
+  if (connection == NULL)
+    g_printerr ("sockbridged: cannot connect to %s at %s: %s\n",
+                bus_name, bus_address, error->message);
+  return g_steal_pointer (&connection);
+}
+
 static gboolean
 own_name (SbMain      *main_data,
           GBusType     bus_type,
@@ -140,21 +165,10 @@ own_name (SbMain      *main_data,
   GBusNameOwnerFlags flags = G_BUS_NAME_OWNER_FLAGS_ALLOW_REPLACEMENT |
                              (replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0);
   g_autoptr(GDBusConnection) connection = NULL;
-  g_autoptr(GError) error = NULL;
 
-  if (address == NULL) {
-    main_data->owner_id = g_bus_own_name (bus_type, SB_BUS_NAME, flags, on_bus_acquired,
-                                          on_name_acquired, on_name_lost, main_data, NULL);
-    return TRUE;
-  }
-  connection = g_dbus_connection_new_for_address_sync (address,
-                                                       G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
-                                                       G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-                                                       NULL, NULL, &error);
-  if (connection == NULL) {
-    g_printerr ("sockbridged: cannot connect to the D-Bus bus at %s: %s\n", address, error->message);
+  connection = connect_bus (bus_type, address, main_data->bus_name);
+  if (connection == NULL)
     return FALSE;
-  }
   on_bus_acquired (connection, SB_BUS_NAME, main_data);
   main_data->owner_id = g_bus_own_name_on_connection (connection, SB_BUS_NAME, flags,
                                                       on_name_acquired, on_name_lost,
@@ -224,6 +238,8 @@ main (int    argc,
   signal (SIGPIPE, SIG_IGN);
   set_client_limit ();
   bus_type = session_bus ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM;
+  main_data.bus_name = address != NULL ? "the D-Bus bus"
+                       : session_bus ? "the session bus" : "the system bus";
   if (!no_state)
     main_data.state_path = state_file ? g_strdup (state_file) : default_state_path (bus_type);
   main_data.loop = g_main_loop_new (NULL, FALSE);

@@ -1,17 +1,24 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Daemon life cycle: SIGTERM/SIGINT, --replace, failing to own the name or reach the bus."""
 
+import asyncio
+import errno
+import os
 from pathlib import Path
+import shlex
 import signal
 
 import pytest
 
 from sbharness import (
     BUS_NAME,
+    STOP_TIMEOUT,
+    WRAPPER,
     Client,
     DaemonFactory,
     TcpClient,
     UdpPeer,
+    bound,
     is_name_owner_changed,
     port_is_free,
 )
@@ -112,14 +119,50 @@ async def test_second_instance_without_replace_exits(
     assert await client.list_servers() == []
 
 
+async def run_to_exit(binary: Path, args: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run sockbridged, which is expected to exit by itself: its status and output lines.
+
+    LC_ALL=C, so that the system's reason reads as os.strerror() has it.
+    """
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "G_MESSAGES_DEBUG")
+    }
+    full_env.update(G_DEBUG="fatal-criticals", LC_ALL="C", **env)
+    proc = await asyncio.create_subprocess_exec(
+        *WRAPPER,
+        str(binary),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=full_env,
+    )
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), bound(STOP_TIMEOUT))
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"sockbridged {shlex.join(args)} did not exit") from None
+    assert proc.returncode is not None
+    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+    return proc.returncode, lines
+
+
+@pytest.mark.parametrize("bus", ["address", "system", "session"])
 async def test_unreachable_bus_exits_non_zero(
-    daemons: DaemonFactory, client: Client, tmp_path: Path
+    sockbridged_binary: Path, tmp_path: Path, bus: str
 ) -> None:
-    # A socket path nobody listens on.
-    address = f"unix:path={tmp_path / 'no-bus-here'}"
-    d = await daemons.start("--no-state", wait=False, name="sockbridged-nobus", address=address)
-    d.allow_log(r"")
-    status = await d.wait_exit()
+    """One line naming the bus, its address and the reason, then a non-zero status."""
+    address = f"unix:path={tmp_path / 'no-bus-here'}"  # a socket path nobody listens on
+    args, env, name = {
+        "address": ([f"--address={address}"], {}, "the D-Bus bus"),
+        "system": (["--system"], {"DBUS_SYSTEM_BUS_ADDRESS": address}, "the system bus"),
+        "session": (["--session"], {"DBUS_SESSION_BUS_ADDRESS": address}, "the session bus"),
+    }[bus]
+    status, lines = await run_to_exit(sockbridged_binary, [*args, "--no-state"], env)
     assert status > 0, f"started against a bus it could not reach and exited with {status}"
-    lines = [line for line in d.output().splitlines()[1:] if line.strip()]
     assert len(lines) == 1, f"expected one clear line, got {lines}"
+    assert f"cannot connect to {name} at {address}: " in lines[0], lines[0]
+    assert os.strerror(errno.ENOENT) in lines[0], f"the reason is missing: {lines[0]}"
