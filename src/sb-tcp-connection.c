@@ -180,6 +180,33 @@ flush_send_queue (SbTcpConnection *self)
     sb_tcp_connection_finish (self);
 }
 
+/* A message over the bound would never fit, however fast the client
+ * reads: saying it is not reading would send the caller looking for the
+ * wrong fault. */
+static gboolean
+check_queue_room (SbTcpConnection  *self,
+                  gsize             len,
+                  GError          **error)
+{
+  guint32 handle = sb_client_get_handle (SB_CLIENT (self));
+
+  if (len > SB_SEND_QUEUE_MAX) {
+    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+                 "cannot queue %" G_GSIZE_FORMAT " bytes for connection %u: the message "
+                 "alone is over the send queue's bound of %d bytes; split it",
+                 len, handle, SB_SEND_QUEUE_MAX);
+    return FALSE;
+  }
+  if (len > SB_SEND_QUEUE_MAX - self->queued) {
+    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+                 "cannot queue %" G_GSIZE_FORMAT " bytes for connection %u: %" G_GSIZE_FORMAT
+                 " bytes are still queued and the limit is %d (the client is not reading)",
+                 len, handle, self->queued, SB_SEND_QUEUE_MAX);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 sb_tcp_connection_send (SbClient  *client,
                         GBytes    *data,
@@ -193,13 +220,8 @@ sb_tcp_connection_send (SbClient  *client,
                  "connection %u is closing", sb_client_get_handle (client));
     return FALSE;
   }
-  if (len > SB_SEND_QUEUE_MAX - self->queued) {
-    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
-                 "cannot queue %" G_GSIZE_FORMAT " bytes for connection %u: %" G_GSIZE_FORMAT
-                 " bytes are still queued and the limit is %d (the client is not reading)",
-                 len, sb_client_get_handle (client), self->queued, SB_SEND_QUEUE_MAX);
+  if (!check_queue_room (self, len, error))
     return FALSE;
-  }
   if (len == 0)
     return TRUE;
 

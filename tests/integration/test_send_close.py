@@ -157,6 +157,10 @@ async def test_server_send_over_limit_in_one_call(sb: Client) -> None:
         await sb.send(client.handle, b"\xaa" * (SEND_LIMIT + 1))
     assert exc.value.type == ERR_LIMIT_EXCEEDED
     assert_names_send_limit(exc.value.text)
+    # The queue was empty: the message alone is too big, whatever the client does.
+    assert str(SEND_LIMIT + 1) in exc.value.text, exc.value.text
+    assert "over" in exc.value.text, exc.value.text
+    assert "not reading" not in exc.value.text, exc.value.text
 
     # Nothing of it was queued, and the connection still works both ways.
     await sb.send(client.handle, b"ok\n")
@@ -176,6 +180,11 @@ async def test_server_send_queue_limit_to_a_client_that_never_reads(sb: Client) 
     # Kernel buffers absorb some megabytes; the daemon's queue the next 4 MiB.
     queued, error = await fill_send_queue(sb, client.handle)
     assert_names_send_limit(error.text)
+    # A 1 MiB chunk would fit an empty queue: blame the client, name what it left.
+    assert "not reading" in error.text, error.text
+    still = re.search(r"(\d+) bytes are still queued", error.text)
+    assert still, error.text
+    assert SEND_LIMIT - MiB < int(still.group(1)) <= SEND_LIMIT, error.text
 
     # Reading now gets exactly what was accepted, in order; then it still works.
     got = await client.read_exactly(len(queued), timeout=60)
