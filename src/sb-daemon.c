@@ -9,6 +9,7 @@
 #include "sb-batch.h"
 #include "sb-callers.h"
 #include "sb-error.h"
+#include "sb-log.h"
 #include "sb-server.h"
 #include "sb-source.h"
 #include "sb-state.h"
@@ -35,6 +36,7 @@ struct _SbDaemon
   GPtrArray       *dormant;        /* SbServerConfig*: not bound yet */
   guint            restore_id;
   guint            restore_attempts;
+  gboolean         log_frames;     /* sb_log_debug_enabled(), asked once */
 };
 
 static void sb_daemon_iface_init (SbSockbridge1Iface *iface);
@@ -152,6 +154,8 @@ emit_server_status (SbDaemon   *self,
                     SbServer   *server,
                     const char *status)
 {
+  g_debug ("port %u/%s: %s, identifier \"%s\"", sb_server_get_port (server),
+           proto_name (sb_server_get_use_udp (server)), status, sb_server_get_identifier (server));
   flush_batch (self, server);
   emit (self, "ServerStatusChanged",
         g_variant_new ("(qss)", sb_server_get_port (server), status,
@@ -164,6 +168,9 @@ emit_client_status (SbDaemon   *self,
                     SbClient   *client,
                     const char *status)
 {
+  g_debug ("handle %u: %s, port %u/%s, peer %s port %u", sb_client_get_handle (client),
+           status, sb_server_get_port (server), proto_name (sb_server_get_use_udp (server)),
+           sb_client_get_address (client), sb_client_get_port (client));
   flush_batch (self, server);
   emit (self, "ServerConnectionStatusChanged",
         g_variant_new ("(uqsss)", sb_client_get_handle (client), sb_server_get_port (server),
@@ -195,6 +202,8 @@ on_client_data (SbServer     *server,
 
   sb_statistics.frames_in++;
   sb_statistics.bytes_in += len;
+  if (G_UNLIKELY (self->log_frames))
+    sb_log_frame (sb_client_get_handle (client), "in", data, len);
   if (batch != NULL) {
     add_to_batch (self, server, batch, client, data, len);
     return;
@@ -628,6 +637,8 @@ method_server_send (SbDaemon              *self,
     return;
   }
   sb_statistics.bytes_out += g_bytes_get_size (bytes);
+  if (G_UNLIKELY (self->log_frames))
+    sb_log_frame (handle, "out", g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
   g_dbus_method_invocation_return_value (invocation, NULL);
 }
 
@@ -983,6 +994,7 @@ sb_daemon_new (GDBusConnection *connection,
 
   self->connection = g_object_ref (connection);
   self->state_path = g_strdup (state_path);
+  self->log_frames = sb_log_debug_enabled ();
   self->callers = sb_callers_new (connection);
   self->backlog = sb_backlog_new (connection, on_congestion, self);
   g_signal_connect (self->callers, "vanished", G_CALLBACK (on_caller_vanished), self);
