@@ -85,7 +85,7 @@ async def test_replace_takes_over_the_name(daemons: DaemonFactory, client: Clien
     print(f"replaced daemon exit status: {status}")
     out = [line for line in first.output().splitlines()[1:] if line.strip()]
     assert out, "the replaced daemon exited without saying why"
-    # Contract (CONVENTIONS.md, D-Bus): "on name_lost print one clear line and exit non-zero".
+    # docs/DECISIONS.md (Bus): a daemon that loses its name exits non-zero, also on --replace.
     assert status > 0, f"the replaced daemon exited with status {status}; output: {out}"
 
     # Its sockets were closed on the way out.
