@@ -892,6 +892,20 @@ class CmdResult:
         return m.group(1) if m else None
 
 
+async def finish(
+    proc: asyncio.subprocess.Process, what: str, timeout: float
+) -> tuple[int, bytes, bytes]:
+    """Wait, with a bound, for proc to exit: its status and output. Killed after the bound."""
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), bound(timeout))
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{what} did not finish within {timeout} s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
 async def run_as(
     uid: int, gid: int, argv: Sequence[str], timeout: float = CALL_TIMEOUT
 ) -> CmdResult:
@@ -906,11 +920,5 @@ async def run_as(
         cwd="/",
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/", "LC_ALL": "C"},
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), bound(timeout))
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{argv} did not finish within {timeout} s") from None
-    assert proc.returncode is not None
-    return CmdResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+    status, out, err = await finish(proc, str(argv), timeout)
+    return CmdResult(status, out.decode(errors="replace"), err.decode(errors="replace"))

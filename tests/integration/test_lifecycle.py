@@ -18,7 +18,7 @@ from sbharness import (
     DaemonFactory,
     TcpClient,
     UdpPeer,
-    bound,
+    finish,
     is_name_owner_changed,
     port_is_free,
 )
@@ -139,15 +139,9 @@ async def run_to_exit(binary: Path, args: list[str], env: dict[str, str]) -> tup
         stderr=asyncio.subprocess.STDOUT,
         env=full_env,
     )
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), bound(STOP_TIMEOUT))
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"sockbridged {shlex.join(args)} did not exit") from None
-    assert proc.returncode is not None
+    status, output, _ = await finish(proc, f"sockbridged {shlex.join(args)}", STOP_TIMEOUT)
     lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
-    return proc.returncode, lines
+    return status, lines
 
 
 @pytest.mark.parametrize("bus", ["address", "system", "session"])
