@@ -8,11 +8,11 @@ Environment:
   SB_TEST_VERBOSE=1       starts the daemon with --verbose (its log is shown on failure)
 """
 
+from collections.abc import AsyncIterator, Generator, Iterator
 import os
+from pathlib import Path
 import select
 import subprocess
-from collections.abc import AsyncIterator, Generator, Iterator
-from pathlib import Path
 
 import pytest
 

@@ -7,15 +7,15 @@ for an event by sleeping; every wait is on the event itself, with a bound.
 """
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 import contextlib
+from dataclasses import dataclass, field
 import os
+from pathlib import Path
 import re
 import shlex
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from dbus_fast import Message, MessageType, Variant

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     ERR_ADDRESS_IN_USE,

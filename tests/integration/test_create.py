@@ -2,9 +2,9 @@
 """CreateServer, the Version property, ListServers and ListConnections."""
 
 import asyncio
+from pathlib import Path
 import re
 import socket
-from pathlib import Path
 
 import pytest
 

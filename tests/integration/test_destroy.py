@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """DestroyServer: ordering of signals, freed ports, port 0, TCP+UDP."""
 
-import pytest
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     ERR_NOT_FOUND,

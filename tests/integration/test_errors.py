@@ -3,9 +3,9 @@
 
 from typing import Any
 
-import pytest
 from dbus_fast import Variant
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     ERR_ADDRESS_IN_USE,

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """exit-with-caller: a server ends with the D-Bus connection that created it."""
 
-import pytest
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     Client,

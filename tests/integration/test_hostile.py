@@ -18,11 +18,14 @@ recorded as junit properties.
 """
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 import contextlib
+from dataclasses import dataclass
 import functools
 import json
 import math
 import os
+from pathlib import Path
 import random
 import re
 import resource
@@ -32,14 +35,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
 from dbus_fast import Variant
 from dbus_fast.errors import DBusError
+import pytest
 
 import sbharness
 from sbharness import (

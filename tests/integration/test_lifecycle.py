@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Daemon life cycle: SIGTERM/SIGINT, --replace, failing to own the name or reach the bus."""
 
-import signal
 from pathlib import Path
+import signal
 
 import pytest
 

@@ -7,12 +7,12 @@ The second user's D-Bus client is gdbus (error names) and busctl --json
 
 import json
 import os
-import shutil
 from pathlib import Path
+import shutil
 from typing import Any
 
-import pytest
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     BUS_NAME,

@@ -15,15 +15,15 @@ whom.
 """
 
 import asyncio
+from collections.abc import AsyncIterator
 import contextlib
+from dataclasses import dataclass
 import grp
 import os
+from pathlib import Path
 import pwd
 import re
 import subprocess
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 

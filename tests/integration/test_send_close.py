@@ -5,8 +5,8 @@ import asyncio
 import os
 import re
 
-import pytest
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     ERR_LIMIT_EXCEEDED,

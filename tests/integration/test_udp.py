@@ -4,8 +4,8 @@
 import asyncio
 from typing import Any
 
-import pytest
 from dbus_fast.errors import DBusError
+import pytest
 
 from sbharness import (
     ERR_INVALID_ARGUMENT,
