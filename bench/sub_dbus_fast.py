@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 import mmap
 import signal
 import struct
 import sys
 import time
-from collections.abc import Callable
 
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
