@@ -79,7 +79,9 @@ def _number(minimum: int, maximum: int) -> vol.All:
     )
 
 
-DAEMON_SCHEMA = vol.Schema(
+# Typed Any: Home Assistant 2025.12 validates with voluptuous, 2026.x with
+# probatio (which answers to `import voluptuous` there), and their types differ.
+DAEMON_SCHEMA: Any = vol.Schema(
     {
         vol.Required(CONF_BUS, default=BUS_SYSTEM): SelectSelector(
             SelectSelectorConfig(options=BUSES, translation_key=CONF_BUS)
@@ -88,7 +90,7 @@ DAEMON_SCHEMA = vol.Schema(
     }
 )
 
-ADVANCED_SCHEMA = vol.Schema(
+ADVANCED_SCHEMA: Any = vol.Schema(
     {
         vol.Optional(CONF_BIND_ADDRESS, default=""): TextSelector(),
         vol.Required(CONF_FLUSH_TIMEOUT_MS, default=DEFAULT_SERVER[CONF_FLUSH_TIMEOUT_MS]): _number(
@@ -106,7 +108,7 @@ ADVANCED_SCHEMA = vol.Schema(
     }
 )
 
-SERVER_SCHEMA = vol.Schema(
+SERVER_SCHEMA: Any = vol.Schema(
     {
         vol.Required(CONF_PORT): _number(0, 65535),
         vol.Required(CONF_PROTOCOL, default=PROTOCOL_TCP): SelectSelector(

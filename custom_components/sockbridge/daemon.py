@@ -55,7 +55,8 @@ class SockbridgeDaemon:
         self.address: str | None = entry.data.get(CONF_ADDRESS)
         self.client: SockbridgeClient | None = None
         self.version: str | None = None
-        self.device_id: str | None = None
+        # The daemon's device, registered before any server's.
+        self.device_id = ""
         self.servers: dict[str, SockbridgeServer] = {}
         self._factories: list[ServerEntitiesFactory] = []
         self._gone_timer: CALLBACK_TYPE | None = None

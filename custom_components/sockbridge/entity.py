@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
@@ -43,18 +45,22 @@ _VIA_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
 
 def server_device_info(server: SockbridgeServer) -> DeviceInfo:
     """The device of a server: named after it, reached through the daemon."""
-    info = DeviceInfo(
-        identifiers={(DOMAIN, server.subentry_id)},
-        name=server.name,
-        manufacturer="sockbridge",
-        model=f"{server.protocol.upper()} server",
-        entry_type=DeviceEntryType.SERVICE,
+    parent: dict[str, Any] = (
+        {"via_device_id": server.daemon.device_id}
+        if _VIA_DEVICE_ID
+        else {"via_device": daemon_device_id(server.daemon.entry.entry_id)}
     )
-    if _VIA_DEVICE_ID:
-        info["via_device_id"] = server.daemon.device_id  # type: ignore[typeddict-unknown-key,unused-ignore] # pragma: no cover - 2026.x
-    else:  # pragma: no cover - 2025.12
-        info["via_device"] = daemon_device_id(server.daemon.entry.entry_id)
-    return info
+    return cast(
+        DeviceInfo,
+        {
+            "identifiers": {(DOMAIN, server.subentry_id)},
+            "name": server.name,
+            "manufacturer": "sockbridge",
+            "model": f"{server.protocol.upper()} server",
+            "entry_type": DeviceEntryType.SERVICE,
+            **parent,
+        },
+    )
 
 
 class SockbridgeEntity(Entity):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -30,7 +32,8 @@ from .server import SockbridgeServer
 
 _HANDLE = vol.All(vol.Coerce(int), vol.Range(min=1, max=MAX_UINT32))
 
-SEND_SCHEMA = vol.Schema(
+# Typed Any: voluptuous in Home Assistant 2025.12, probatio in 2026.x.
+SEND_SCHEMA: Any = vol.Schema(
     {
         vol.Required(ATTR_DEVICE_ID): cv.string,
         vol.Optional(ATTR_HANDLE): _HANDLE,
@@ -39,7 +42,7 @@ SEND_SCHEMA = vol.Schema(
     }
 )
 
-CLOSE_CLIENT_SCHEMA = vol.Schema(
+CLOSE_CLIENT_SCHEMA: Any = vol.Schema(
     {
         vol.Required(ATTR_DEVICE_ID): cv.string,
         vol.Required(ATTR_HANDLE): _HANDLE,
@@ -56,8 +59,8 @@ def _invalid(key: str, message: str, **placeholders: str) -> ServiceValidationEr
     )
 
 
-def _entry_ids(device: dr.DeviceEntry) -> set[str]:
-    """The config entries of a device.
+def _entry_ids(device: Any) -> set[str]:
+    """The config entries of a device (a DeviceEntry, or 2026.x's ChildDeviceEntry).
 
     Home Assistant 2026.x gives a device one entry (config_entry_id) and
     deprecates the set that 2025.12 has alone.

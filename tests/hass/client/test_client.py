@@ -35,7 +35,7 @@ from custom_components.sockbridge.client import (
     probe_server,
 )
 
-from .helpers import (
+from ..bus import (
     EVENT_TIMEOUT,
     Daemon,
     UdpClient,
