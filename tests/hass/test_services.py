@@ -12,12 +12,14 @@ from homeassistant.helpers import device_registry as dr
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 import voluptuous as vol
+import yaml
 
 from custom_components.sockbridge.client import FailedError, LimitExceededError, NotFoundError
 from custom_components.sockbridge.const import DOMAIN, EVENT_CONNECTION
 from custom_components.sockbridge.entity import find_device
 
 from .helpers import (
+    REPO_ROOT,
     Daemon,
     Server,
     device_id,
@@ -197,3 +199,11 @@ async def test_schema(hass: HomeAssistant, connected: Connected) -> None:
         await call(hass, "send", {"device_id": device, "handle": 2**32, "text": "x"})
     with pytest.raises(vol.Invalid):
         await call(hass, "close_client", {"device_id": device})
+
+
+async def test_registered_actions_are_described(hass: HomeAssistant, connected: Connected) -> None:
+    """What hassfest checks: every registered action is in services.yaml, and back."""
+    described = yaml.safe_load(
+        (REPO_ROOT / "custom_components" / DOMAIN / "services.yaml").read_text()
+    )
+    assert set(hass.services.async_services_for_domain(DOMAIN)) == set(described)
