@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "sb-client.h"
+
+G_BEGIN_DECLS
+
+/* A batch never grows past these before it is taken: one signal stays a
+ * size that every subscriber reads in one go, and a burst on one server
+ * cannot hold the others' signals back. */
+#define SB_BATCH_MAX_FRAMES 256
+#define SB_BATCH_MAX_BYTES  (64 * 1024)
+
+/* The frames of one server that leave together as one ServerDataInBatch
+ * signal, in the order they were added. */
+typedef struct _SbBatch SbBatch;
+
+SbBatch  *sb_batch_new      (void);
+void      sb_batch_free     (SbBatch      *self);
+/* TRUE when the batch is full: take it before adding more. */
+gboolean  sb_batch_add      (SbBatch      *self,
+                             SbClient     *client,
+                             const guint8 *data,
+                             gsize         len);
+gboolean  sb_batch_is_empty (SbBatch      *self);
+/* About what the signal's body will weigh on the bus. */
+gsize     sb_batch_get_size (SbBatch      *self);
+/* ServerDataInBatch's parameters, (a(uaysq)s), floating; empties the batch. */
+GVariant *sb_batch_take     (SbBatch      *self,
+                             GVariant     *identifier);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbBatch, sb_batch_free)
+
+G_END_DECLS
