@@ -11,7 +11,8 @@ stand-in Supervisor on a loopback address as http://supervisor):
   run 1  (debug) the socket, discovery, the log level, the root-only bus,
          CreateServer, a TCP line as ServerDataIn, the health check, a
          crash of sockbridged and of the bus, docker stop;
-  run 2  (info) the server persists; SIGKILL leaves a stale socket;
+  run 2  (info) the server persists; a second add-on on the same share
+         folder refuses to start; SIGKILL leaves a stale socket;
   run 3  (no Supervisor token) the stale socket is replaced; sockbridged
          crashing over and over ends the container with status 1;
   run 4  no /share; run 5  a read-only /data: each exits 1 with one line.
@@ -518,6 +519,22 @@ def run2(tap: Tap, docker: PrivateDocker, folders: Folders, port: int) -> None:
             "log_level info: no --verbose, no debug lines",
             f"{args!r}\n{logs}",
         )
+
+        second = run_addon(docker, folders)
+        try:
+            status = second.wait_exit(20)
+            logs = second.logs()
+            errors = error_lines(logs)
+            tap.check(
+                status == 1
+                and len(errors) == 1
+                and "already listens" in errors[0]
+                and bus_ready(folders.address, 5),
+                "a second add-on on the same share folder stops with one line; the first runs on",
+                f"exit {status}\n{logs}",
+            )
+        finally:
+            second.remove()
 
         docker.run("kill", "--signal", "KILL", container.name)
         container.wait_exit(10)
