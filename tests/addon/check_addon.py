@@ -17,8 +17,8 @@ stand-in Supervisor on a loopback address as http://supervisor):
          crashing over and over ends the container with status 1;
   run 4  no /share; run 5  a read-only /data: each exits 1 with one line.
 
-Needs root (dockerd) and the project's .venv (dbus-fast, PyYAML). Times are
-printed as TAP comments.
+Needs root for dockerd (it runs itself through sudo otherwise) and the
+project's .venv (dbus-fast, PyYAML). Times are printed as TAP comments.
 """
 
 from __future__ import annotations
@@ -623,6 +623,7 @@ def main() -> int:
     if sys.argv[1:] not in ([], ["--tap"]):
         print(f"usage: {sys.argv[0]} [--tap]", file=sys.stderr)
         return 2
+    harness.as_root([__file__, *sys.argv[1:]])
     harness.exit_on_sigterm()
     tap = Tap()
     began = time.monotonic()

@@ -67,6 +67,15 @@ DOCKERD = os.environ.get("SB_DOCKERD", "/usr/sbin/dockerd")
 BASE_RECIPE = "purge root packages but ca-certificates; autoremove; drop apt lists; v1"
 
 
+def as_root(argv: Sequence[str]) -> None:
+    """Runs the program again through sudo unless root already (dockerd needs
+    root), keeping the SB_* settings, as scripts/in-root does."""
+    if os.geteuid() == 0 or not shutil.which("sudo"):
+        return
+    keep = [f"{k}={v}" for k, v in os.environ.items() if k.startswith(("SB_", "SOCKBRIDGE_"))]
+    os.execvp("sudo", ["sudo", "--", "env", *keep, sys.executable, *argv])
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM (meson's timeout, a CI's cancel) unwinds like Ctrl-C does, so
     that containers and dockerd are stopped on the way out."""
@@ -717,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("command", nargs="+", help="the command to run (after --)")
     args = parser.parse_args(argv)
+    as_root([__file__, *(sys.argv[1:] if argv is None else argv)])
     exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="sb-run-addon.") as tmp:
         try:
