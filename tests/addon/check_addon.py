@@ -618,8 +618,7 @@ def run_broken(tap: Tap, docker: PrivateDocker, folders: Folders) -> None:
 
 
 def main() -> int:
-    # TAP is the only output; --tap (which meson passes, as to the unit
-    # tests) is accepted for scripts/test-summary's sake.
+    # TAP is the only output; --tap is accepted, as the unit tests take it.
     if sys.argv[1:] not in ([], ["--tap"]):
         print(f"usage: {sys.argv[0]} [--tap]", file=sys.stderr)
         return 2
