@@ -2,15 +2,23 @@
 """Smoke test: the integration in a real Home Assistant instance, end to end.
 
     python smoke.py SOCKBRIDGED
+    python smoke.py --bus system
 
 Starts a private bus, sockbridged on it, and `python -m homeassistant` on a
 fresh configuration directory with the integration in custom_components/;
 onboards, then goes through the integration as the frontend would: the
-config flow and the server subentry flow over the REST API, an event on the
-websocket API for a line a TCP client sends, the action sockbridge.send back
-to that client, and the removal of the entry. Prints TAP, one line per step.
-tests/hass-instance/run runs it inside the forky root with the venv of the
-newest Home Assistant release (tests/hass/requirements-hass.txt).
+config flow (bus "address", the private bus's) and the server subentry flow
+over the REST API, an event on the websocket API for a line a TCP client
+sends, the action sockbridge.send back to that client, and the removal of
+the entry. Prints TAP, one line per step. tests/hass-instance/run runs it
+inside the forky root with the venv of the newest Home Assistant release
+(tests/hass/requirements-hass.txt).
+
+With `--bus system` it starts neither a bus nor sockbridged: the daemon
+must already be on the system bus (/run/dbus/system_bus_socket), and the
+config flow chooses bus "system". tests/hass-container runs it so, as root
+in a root that has the system bus of another (the host's /run/dbus, as in
+Home Assistant Container).
 
 Every wait has a bound (times $SB_TEST_TIMEOUT_FACTOR, or 10 under
 $SB_TEST_WRAPPER, which runs sockbridged under e.g. valgrind); nothing
@@ -20,6 +28,7 @@ after a failure, which prints hass's and sockbridged's logs to stderr.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 import contextlib
@@ -37,7 +46,7 @@ import traceback
 from typing import Any
 
 import aiohttp
-from dbus_fast import Message, MessageType
+from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio.message_bus import MessageBus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,7 +189,8 @@ async def next_event(queue: Queue, what: str, match: Callable[[Any], bool] | Non
 class Smoke:
     """The processes, what the steps learn, and the steps."""
 
-    def __init__(self, daemon: Path, tmp: Path) -> None:
+    def __init__(self, daemon: Path | None, tmp: Path) -> None:
+        # None: the daemon runs on the system bus already.
         self.daemon_binary = daemon
         self.tmp = tmp
         self.config = tmp / "config"
@@ -202,7 +212,7 @@ class Smoke:
         self.writer: asyncio.StreamWriter | None = None
 
     async def dbus_call(self, path: str, interface: str, member: str, *args: str) -> Any:
-        """A method call on the private bus (string arguments only); its reply's body."""
+        """A method call on the test's bus (string arguments only); its reply's body."""
         assert self.dbus is not None
         destination = "org.freedesktop.DBus" if interface == "org.freedesktop.DBus" else BUS_NAME
         reply = await self.dbus.call(
@@ -229,7 +239,17 @@ class Smoke:
 
     # -- the steps
 
+    async def system_bus(self) -> None:
+        """The system bus answers, and sockbridged is on it."""
+        # As in Home Assistant Container: the bus policy admits root.
+        assert os.geteuid() == 0, "not root: Home Assistant Container runs hass as root"
+        self.dbus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        path, interface = "/org/freedesktop/DBus", "org.freedesktop.DBus"
+        (owned,) = await self.dbus_call(path, interface, "NameHasOwner", BUS_NAME)
+        assert owned, f"{BUS_NAME} has no owner on the system bus"
+
     async def start_daemon(self) -> None:
+        assert self.daemon_binary is not None
         args = ["dbus-daemon", f"--config-file={BUS_CONF}", "--nofork", "--print-address=1"]
         self.bus = await spawn(args, self.tmp / "dbus-daemon.log", pipe=True)
         assert self.bus.stdout is not None
@@ -318,7 +338,10 @@ class Smoke:
     async def add_daemon(self) -> None:
         flow = await self.api("POST", "/api/config/config_entries/flow", {"handler": "sockbridge"})
         assert (flow["type"], flow["step_id"]) == ("form", "user"), flow
-        body = {"bus": "address", "address": self.address}
+        if self.daemon_binary is None:
+            body = {"bus": "system"}
+        else:
+            body = {"bus": "address", "address": self.address}
         result = await self.api("POST", f"/api/config/config_entries/flow/{flow['flow_id']}", body)
         assert result["type"] == "create_entry", result
         entry = result["result"]
@@ -418,11 +441,12 @@ class Smoke:
         # hass's output: its log (as in home-assistant.log), and what Python printed.
         print("--- hass's log (its last 150 lines)", file=sys.stderr)
         print(tail(self.tmp / "hass.out", 150), file=sys.stderr)
-        print("--- sockbridged's log", file=sys.stderr)
-        print(tail(self.tmp / "sockbridged.log", 10_000), file=sys.stderr)
+        if self.daemon_binary is not None:
+            print("--- sockbridged's log", file=sys.stderr)
+            print(tail(self.tmp / "sockbridged.log", 10_000), file=sys.stderr)
 
 
-async def run(daemon: Path) -> int:
+async def run(daemon: Path | None) -> int:
     number = 0
     failed = False
 
@@ -446,11 +470,14 @@ async def run(daemon: Path) -> int:
         else:
             print(f"ok {number} - {name}", flush=True)
 
-    print("1..10", flush=True)
+    print(f"1..{10 if daemon else 9}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sb-hass-instance-") as tmp:
         smoke = Smoke(daemon, Path(tmp))
         try:
-            await step("a private bus, and sockbridged on it", smoke.start_daemon)
+            if daemon:
+                await step("a private bus, and sockbridged on it", smoke.start_daemon)
+            else:
+                await step("the system bus answers, sockbridged is on it", smoke.system_bus)
             await step("hass starts and its HTTP API answers", smoke.start_hass)
             await step("onboarding, websocket login, http/config/promote", smoke.onboard)
             await step("the config flow adds the daemon's entry", smoke.add_daemon)
@@ -459,7 +486,8 @@ async def run(daemon: Path) -> int:
             await step("sockbridge.send answers the client", smoke.send)
             await step("removing the entry ends the server and its client", smoke.remove_entry)
             await step("hass stops on SIGTERM, no sockbridge warnings", smoke.stop_hass, True)
-            await step("sockbridged and the bus stop on SIGTERM", smoke.stop_daemon, True)
+            if daemon:
+                await step("sockbridged and the bus stop on SIGTERM", smoke.stop_daemon, True)
         finally:
             if failed:
                 smoke.print_logs()
@@ -467,7 +495,7 @@ async def run(daemon: Path) -> int:
     return 1 if failed else 0
 
 
-async def main(daemon: Path) -> int:
+async def main(daemon: Path | None) -> int:
     # meson's timeout or ^C cancels the run, which still stops everything.
     task = asyncio.current_task()
     assert task is not None
@@ -480,6 +508,19 @@ async def main(daemon: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} SOCKBRIDGED")
-    sys.exit(asyncio.run(main(Path(sys.argv[1]).resolve())))
+    parser = argparse.ArgumentParser(description="The integration in a real Home Assistant.")
+    parser.add_argument(
+        "sockbridged", nargs="?", type=Path, metavar="SOCKBRIDGED", help="the daemon to start"
+    )
+    parser.add_argument(
+        "--bus",
+        choices=["private", "system"],
+        default="private",
+        help="private: a bus of its own with SOCKBRIDGED on it (the default); "
+        "system: the system bus, with sockbridged on it already",
+    )
+    options = parser.parse_args()
+    if (options.bus == "private") != (options.sockbridged is not None):
+        parser.error("SOCKBRIDGED is needed with --bus private, and only then")
+    daemon = options.sockbridged.resolve() if options.sockbridged else None
+    sys.exit(asyncio.run(main(daemon)))
