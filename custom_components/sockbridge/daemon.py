@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import logging
 from typing import Any
 
@@ -30,7 +30,7 @@ type SockbridgeConfigEntry = ConfigEntry[SockbridgeDaemon]
 type ServerEntitiesFactory = Callable[[SockbridgeServer], None]
 
 
-def bus_title(data: dict[str, Any] | Any) -> str:
+def bus_title(data: Mapping[str, Any]) -> str:
     """How people name the bus of an entry's data."""
     if data[CONF_BUS] == BUS_ADDRESS:
         return str(data[CONF_ADDRESS])
