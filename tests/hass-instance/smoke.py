@@ -3,6 +3,7 @@
 
     python smoke.py SOCKBRIDGED
     python smoke.py --bus system
+    python smoke.py --discovery JSON
 
 Starts a private bus, sockbridged on it, and `python -m homeassistant` on a
 fresh configuration directory with the integration in custom_components/;
@@ -19,6 +20,17 @@ must already be on the system bus (/run/dbus/system_bus_socket), and the
 config flow chooses bus "system". tests/hass-container runs it so, as root
 in a root that has the system bus of another (the host's /run/dbus, as in
 Home Assistant Container).
+
+With `--discovery JSON` it starts neither: JSON is the discovery message
+the sockbridge add-on POSTed to the Supervisor ({"service": "sockbridge",
+"config": {"address": ...}}), and the add-on's sockbridged must be on that
+address. Home Assistant gets the message the way the Supervisor
+integration hands it on, through the test-only integration
+sockbridge_supervisor_standin beside this file (copied into the
+configuration directory); the discovered flow is confirmed in its step
+hassio_confirm instead of going through the user step.
+tests/addon-discovery runs it so, with the add-on's /share mounted at
+/share.
 
 Every wait has a bound (times $SB_TEST_TIMEOUT_FACTOR, or 10 under
 $SB_TEST_WRAPPER, which runs sockbridged under e.g. valgrind); nothing
@@ -52,6 +64,10 @@ from dbus_fast.aio.message_bus import MessageBus
 REPO = Path(__file__).resolve().parents[2]
 BUS_CONF = REPO / "tests" / "hass" / "bus.conf"
 INTEGRATION = REPO / "custom_components" / "sockbridge"
+STANDIN = Path(__file__).resolve().parent / "sockbridge_supervisor_standin"
+# What the Supervisor would say of the add-on: its name and slug (a local
+# add-on's slug has the prefix "local_").
+ADDON_NAME, ADDON_SLUG = "sockbridge", "local_sockbridge"
 BUS_NAME = "io.github.Sockbridge1"
 
 WRAPPER = shlex.split(os.environ.get("SB_TEST_WRAPPER", ""))
@@ -61,7 +77,13 @@ START, EVENT, HASS_START, HASS_STOP = (s * FACTOR for s in (20.0, 15.0, 150.0, 9
 # Warnings and errors of hass's log that name the integration fail the test,
 # but for the one every custom integration gets.
 LOG_LEVEL = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) ")
-UNTESTED = "custom integration sockbridge which has not been tested by Home Assistant"
+# "sockbridge", but not as in the venv's path /opt/sockbridge/ (which
+# Home Assistant's own warnings may quote).
+NAMES_SOCKBRIDGE = re.compile(r"(?<!/opt/)sockbridge")
+UNTESTED = re.compile(
+    r"custom integration (sockbridge|sockbridge_supervisor_standin) which has not been tested "
+    r"by Home Assistant"
+)
 
 CONFIGURATION = """\
 # The smoke test's instance: loopback only, no recorder, no default_config.
@@ -72,7 +94,7 @@ api:
 config:
 onboarding:
 websocket_api:
-logger:
+{extra}logger:
   default: info
   logs:
     custom_components.sockbridge: debug
@@ -189,9 +211,13 @@ async def next_event(queue: Queue, what: str, match: Callable[[Any], bool] | Non
 class Smoke:
     """The processes, what the steps learn, and the steps."""
 
-    def __init__(self, daemon: Path | None, tmp: Path) -> None:
-        # None: the daemon runs on the system bus already.
+    def __init__(
+        self, daemon: Path | None, tmp: Path, discovery: dict[str, Any] | None = None
+    ) -> None:
+        # None: the daemon runs already, on the system bus or, with a
+        # discovery message, on the address it announces.
         self.daemon_binary = daemon
+        self.discovery = discovery
         self.tmp = tmp
         self.config = tmp / "config"
         self.http_port = free_port()
@@ -207,6 +233,7 @@ class Smoke:
         self.headers: dict[str, str] = {}
         self.entry_id = ""
         self.subentry_id = ""
+        self.flow_id = ""
         self.handle = 0
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -248,6 +275,22 @@ class Smoke:
         (owned,) = await self.dbus_call(path, interface, "NameHasOwner", BUS_NAME)
         assert owned, f"{BUS_NAME} has no owner on the system bus"
 
+    async def announced_bus(self) -> None:
+        """The discovery message is the add-on's, and sockbridged is on its address."""
+        assert self.discovery is not None
+        assert self.discovery.get("service") == "sockbridge", self.discovery
+        config = self.discovery.get("config")
+        assert isinstance(config, dict), self.discovery
+        self.address = str(config.get("address", ""))
+        assert self.address.startswith("unix:path=/share/"), self.discovery
+        # The add-on's bus admits root only, as Home Assistant Core is.
+        assert os.geteuid() == 0, "not root: Home Assistant Core runs as root"
+        async with asyncio.timeout(START):
+            self.dbus = await MessageBus(bus_address=self.address).connect()
+        path, interface = "/org/freedesktop/DBus", "org.freedesktop.DBus"
+        (owned,) = await self.dbus_call(path, interface, "NameHasOwner", BUS_NAME)
+        assert owned, f"{BUS_NAME} has no owner on {self.address}"
+
     async def start_daemon(self) -> None:
         assert self.daemon_binary is not None
         args = ["dbus-daemon", f"--config-file={BUS_CONF}", "--nofork", "--print-address=1"]
@@ -280,12 +323,25 @@ class Smoke:
             self.config / "custom_components" / "sockbridge",
             ignore=shutil.ignore_patterns("__pycache__"),
         )
-        (self.config / "configuration.yaml").write_text(CONFIGURATION.format(port=self.http_port))
+        extra = ""
+        if self.discovery is not None:
+            shutil.copytree(
+                STANDIN,
+                self.config / "custom_components" / STANDIN.name,
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
+            # The stand-in, and diagnostics: what the entry holds.
+            extra = f"{STANDIN.name}:\ndiagnostics:\n"
+        configuration = CONFIGURATION.format(port=self.http_port, extra=extra)
+        (self.config / "configuration.yaml").write_text(configuration)
         # The venv has every requirement: hass must install nothing. And
         # hass-nabucasa's litellm would fetch a price list when imported.
         env = {**os.environ, "UV_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         args = [sys.executable, "-m", "homeassistant", "-c", str(self.config), "--log-no-color"]
-        self.hass = await spawn(args, self.tmp / "hass.out", env=env)
+        # From the temporary directory: `python -m` puts the current
+        # directory first on sys.path, and a work tree's custom_components/
+        # there would hide the configuration directory's.
+        self.hass = await spawn(args, self.tmp / "hass.out", env=env, cwd=self.tmp)
         self.http = aiohttp.ClientSession(self.base, timeout=aiohttp.ClientTimeout(total=EVENT * 4))
         # Until the HTTP server answers and onboarding is set up: a new try
         # a moment after each failed one, unless hass exited meanwhile.
@@ -347,6 +403,70 @@ class Smoke:
         entry = result["result"]
         assert (entry["domain"], entry["state"]) == ("sockbridge", "loaded"), entry
         self.entry_id = entry["entry_id"]
+
+    async def discover(self) -> None:
+        """The Supervisor's part: the message to Home Assistant, a flow of it."""
+        assert self.ws is not None
+        assert self.discovery is not None
+        uuid = os.urandom(16).hex()  # the Supervisor's id of the message
+        await self.ws.call(
+            f"{STANDIN.name}/discover",
+            service=self.discovery["service"],
+            config=self.discovery["config"],
+            name=ADDON_NAME,
+            slug=ADDON_SLUG,
+            uuid=uuid,
+        )
+        # The flow starts in the background: until it is in progress.
+        flows: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(EVENT):
+                while not flows:
+                    progress = await self.ws.call("config_entries/flow/progress")
+                    flows = [f for f in progress if f["handler"] == "sockbridge"]
+                    if not flows:
+                        await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(f"no sockbridge flow in progress within {EVENT:.0f} s") from None
+        (flow,) = flows
+        assert flow["step_id"] == "hassio_confirm", flow
+        context = flow["context"]
+        assert context["source"] == "hassio", flow
+        assert context["unique_id"] == f"address={self.address}", flow
+        assert context["title_placeholders"] == {"addon": ADDON_NAME}, flow
+        assert context["discovery_key"]["key"] == uuid, flow
+        self.flow_id = flow["flow_id"]
+        # The form the frontend shows: which add-on, which address.
+        form = await self.api("GET", f"/api/config/config_entries/flow/{self.flow_id}")
+        assert (form["type"], form["step_id"]) == ("form", "hassio_confirm"), form
+        placeholders = form["description_placeholders"]
+        assert (placeholders["addon"], placeholders["address"]) == (ADDON_NAME, self.address), form
+
+    async def confirm_discovery(self) -> None:
+        result = await self.api("POST", f"/api/config/config_entries/flow/{self.flow_id}", {})
+        assert result["type"] == "create_entry", result
+        entry = result["result"]
+        assert (entry["domain"], entry["state"]) == ("sockbridge", "loaded"), entry
+        assert (entry["source"], entry["title"]) == ("hassio", f"sockbridged ({ADDON_NAME})"), entry
+        self.entry_id = entry["entry_id"]
+        # What the entry holds (its diagnostics): the announced bus address.
+        # Diagnostics answer 404 until they took in the integration's
+        # platform, a moment after the entry loaded.
+        assert self.http is not None
+        path = f"/api/diagnostics/config_entry/{self.entry_id}"
+        try:
+            async with asyncio.timeout(EVENT):
+                while True:
+                    async with self.http.get(path, headers=self.headers) as response:
+                        if response.status != 404:
+                            assert response.status == 200, f"GET {path}: {response.status}"
+                            data = (await response.json())["data"]
+                            break
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(f"GET {path}: 404 for {EVENT:.0f} s") from None
+        assert data["entry"]["data"] == {"bus": "address", "address": self.address}, data
+        assert data["daemon"]["available"] is True, data
 
     async def add_server(self) -> None:
         assert self.ws is not None
@@ -415,7 +535,8 @@ class Smoke:
         code = await stop(self.hass, HASS_STOP)
         assert code == 0, f"hass ended with {code} (None: killed after {HASS_STOP:.0f} s)"
         log = (self.config / "home-assistant.log").read_text(errors="replace").splitlines()
-        bad = [s for s in log if LOG_LEVEL.match(s) and "sockbridge" in s and UNTESTED not in s]
+        bad = [s for s in log if LOG_LEVEL.match(s) and NAMES_SOCKBRIDGE.search(s)]
+        bad = [s for s in bad if not UNTESTED.search(s)]
         assert not bad, "\n".join(bad)
 
     async def stop_daemon(self) -> None:
@@ -446,7 +567,7 @@ class Smoke:
             print(tail(self.tmp / "sockbridged.log", 10_000), file=sys.stderr)
 
 
-async def run(daemon: Path | None) -> int:
+async def run(daemon: Path | None, discovery: dict[str, Any] | None) -> int:
     number = 0
     failed = False
 
@@ -470,17 +591,27 @@ async def run(daemon: Path | None) -> int:
         else:
             print(f"ok {number} - {name}", flush=True)
 
-    print(f"1..{10 if daemon else 9}", flush=True)
+    print(f"1..{10 if daemon or discovery else 9}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sb-hass-instance-") as tmp:
-        smoke = Smoke(daemon, Path(tmp))
+        smoke = Smoke(daemon, Path(tmp), discovery)
         try:
             if daemon:
                 await step("a private bus, and sockbridged on it", smoke.start_daemon)
+            elif discovery:
+                await step(
+                    "the add-on's announced bus answers, sockbridged is on it", smoke.announced_bus
+                )
             else:
                 await step("the system bus answers, sockbridged is on it", smoke.system_bus)
             await step("hass starts and its HTTP API answers", smoke.start_hass)
             await step("onboarding, websocket login, http/config/promote", smoke.onboard)
-            await step("the config flow adds the daemon's entry", smoke.add_daemon)
+            if discovery:
+                await step("the add-on's discovery starts a flow at hassio_confirm", smoke.discover)
+                await step(
+                    "confirming it adds the entry on the announced address", smoke.confirm_discovery
+                )
+            else:
+                await step("the config flow adds the daemon's entry", smoke.add_daemon)
             await step("the subentry flow adds a TCP server that listens", smoke.add_server)
             await step("a client's line arrives as sockbridge_data_in", smoke.data_in)
             await step("sockbridge.send answers the client", smoke.send)
@@ -495,14 +626,14 @@ async def run(daemon: Path | None) -> int:
     return 1 if failed else 0
 
 
-async def main(daemon: Path | None) -> int:
+async def main(daemon: Path | None, discovery: dict[str, Any] | None) -> int:
     # meson's timeout or ^C cancels the run, which still stops everything.
     task = asyncio.current_task()
     assert task is not None
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     try:
-        return await run(daemon)
+        return await run(daemon, discovery)
     except asyncio.CancelledError:
         return 1
 
@@ -519,8 +650,24 @@ if __name__ == "__main__":
         help="private: a bus of its own with SOCKBRIDGED on it (the default); "
         "system: the system bus, with sockbridged on it already",
     )
+    parser.add_argument(
+        "--discovery",
+        metavar="JSON",
+        help="the add-on's discovery message (scripts/run-addon's $SB_ADDON_DISCOVERY): "
+        "no bus of its own, the entry through the discovery flow",
+    )
     options = parser.parse_args()
-    if (options.bus == "private") != (options.sockbridged is not None):
+    discovery: dict[str, Any] | None = None
+    if options.discovery is not None:
+        if options.sockbridged is not None or options.bus != "private":
+            parser.error("--discovery takes neither SOCKBRIDGED nor --bus")
+        try:
+            discovery = json.loads(options.discovery)
+        except ValueError as err:
+            parser.error(f"--discovery: not JSON: {err}")
+        if not isinstance(discovery, dict):
+            parser.error("--discovery: not a JSON object")
+    elif (options.bus == "private") != (options.sockbridged is not None):
         parser.error("SOCKBRIDGED is needed with --bus private, and only then")
     daemon = options.sockbridged.resolve() if options.sockbridged else None
-    sys.exit(asyncio.run(main(daemon)))
+    sys.exit(asyncio.run(main(daemon, discovery)))
