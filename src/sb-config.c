@@ -278,3 +278,40 @@ sb_server_config_same_settings (const SbServerConfig *a,
          !a->exit_with_caller == !b->exit_with_caller &&
          !a->batch == !b->batch;
 }
+
+static void
+add_option (GVariantBuilder *builder,
+            const char      *key,
+            GVariant        *value)
+{
+  g_variant_builder_add (builder, "{sv}", key, value);
+}
+
+/* In the order of sb_options[]. Options whose default is no value at all
+ * are left out while unset (bind-address: all interfaces), since no value
+ * of their type means "unset" and the answer must be valid to pass back.
+ * Secrets never go in here: GetServerOptions() answers whoever may touch
+ * the server, and its answer travels over the bus in clear. */
+GVariant *
+sb_server_config_to_options (const SbServerConfig *config)
+{
+  GVariantBuilder builder;
+  gsize len;
+  gconstpointer delimiter;
+
+  g_return_val_if_fail (config != NULL, NULL);
+
+  delimiter = g_bytes_get_data (config->delimiter, &len);
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  add_option (&builder, "batch", g_variant_new_boolean (config->batch));
+  if (config->bind_address != NULL)
+    add_option (&builder, "bind-address", g_variant_new_string (config->bind_address));
+  add_option (&builder, "delimiter-bytes",
+              g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, delimiter, len, 1));
+  add_option (&builder, "exit-with-caller", g_variant_new_boolean (config->exit_with_caller));
+  add_option (&builder, "flush-timeout-ms", g_variant_new_uint32 (config->flush_timeout_ms));
+  add_option (&builder, "max-connections", g_variant_new_uint32 (config->max_connections));
+  add_option (&builder, "max-message-bytes", g_variant_new_uint32 (config->max_message_bytes));
+  add_option (&builder, "udp-peer-timeout-ms", g_variant_new_uint32 (config->udp_peer_timeout_ms));
+  return g_variant_builder_end (&builder);
+}

@@ -50,6 +50,12 @@ SbServerConfig *sb_server_config_new_from_args (guint16      port,
 gboolean        sb_server_config_same_settings (const SbServerConfig *a,
                                                 const SbServerConfig *b);
 
+/* Every option @config runs with, defaults included, as the a{sv} that
+ * CreateServerWithOptions() takes and GetServerOptions() returns
+ * (floating). Given back to CreateServerWithOptions() with the same port,
+ * delimiter, use_udp and identifier, it asks for the same server. */
+GVariant       *sb_server_config_to_options    (const SbServerConfig *config);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbServerConfig, sb_server_config_free)
 
 G_END_DECLS

@@ -953,6 +953,12 @@ sb_daemon_finalize (GObject *object)
   G_OBJECT_CLASS (sb_daemon_parent_class)->finalize (object);
 }
 
+/* Methods added after the first interface; their handlers are at the end. */
+static gboolean handle_get_server_options (SbSockbridge1         *iface,
+                                           GDBusMethodInvocation *invocation,
+                                           guint16                port,
+                                           gboolean               use_udp);
+
 static void
 sb_daemon_iface_init (SbSockbridge1Iface *iface)
 {
@@ -965,6 +971,7 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_list_servers = handle_list_servers;
   iface->handle_list_connections = handle_list_connections;
   iface->handle_get_statistics = handle_get_statistics;
+  iface->handle_get_server_options = handle_get_server_options;
 }
 
 static void
@@ -1007,4 +1014,64 @@ sb_daemon_export (SbDaemon  *self,
 {
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), self->connection,
                                            SB_OBJECT_PATH, error);
+}
+
+/* ---- GetServerOptions --------------------------------------------------------------- */
+
+/* The server a caller names by port and protocol, when it may touch it. */
+static SbServer *
+find_server (SbDaemon  *self,
+             guint16    port,
+             gboolean   use_udp,
+             guint32    uid,
+             GError   **error)
+{
+  SbServer *server;
+
+  if (port == 0) {
+    g_set_error_literal (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                         "port must be from 1 to 65535, not 0");
+    return NULL;
+  }
+  server = g_hash_table_lookup (self->servers, server_key (port, use_udp));
+  if (server == NULL) {
+    g_set_error (error, SB_ERROR, SB_ERROR_NOT_FOUND, "no %s server on port %u",
+                 use_udp ? "UDP" : "TCP", port);
+    return NULL;
+  }
+  if (!may_touch (uid, server)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_PERMISSION_DENIED,
+                 "port %u/%s is served for another user", port, proto_name (use_udp));
+    return NULL;
+  }
+  return server;
+}
+
+static void
+method_get_server_options (SbDaemon              *self,
+                           GDBusMethodInvocation *invocation,
+                           guint32                uid)
+{
+  g_autoptr(GError) error = NULL;
+  SbServer *server;
+  guint16 port;
+  gboolean use_udp;
+
+  g_variant_get (parameters (invocation), "(qb)", &port, &use_udp);
+  server = find_server (self, port, use_udp, uid, &error);
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (
+      invocation, g_variant_new ("(@a{sv})", sb_server_config_to_options (sb_server_get_config (server))));
+}
+
+static gboolean
+handle_get_server_options (SbSockbridge1         *iface,
+                           GDBusMethodInvocation *invocation,
+                           guint16                port,
+                           gboolean               use_udp)
+{
+  return with_caller (iface, invocation, method_get_server_options);
 }

@@ -381,6 +381,63 @@ test_free_null (void)
   sb_server_config_free (NULL);
 }
 
+/* GetServerOptions(): every option, defaults included. */
+static void
+test_to_options_defaults (void)
+{
+  g_autoptr(SbServerConfig) config = sb_server_config_new ();
+  g_autoptr(GVariant) options = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_autofree char *text = g_variant_print (options, TRUE);
+
+  g_assert_cmpstr (text, ==,
+                   "{'batch': <false>, 'delimiter-bytes': <@ay []>, "
+                   "'exit-with-caller': <false>, 'flush-timeout-ms': <uint32 1000>, "
+                   "'max-connections': <uint32 256>, 'max-message-bytes': <uint32 1048576>, "
+                   "'udp-peer-timeout-ms': <uint32 60000>}");
+}
+
+/* What GetServerOptions() answers, given back to CreateServerWithOptions(),
+ * asks for the same server: the HA side may re-create a server from it. */
+static void
+assert_options_round_trip (const SbServerConfig *config)
+{
+  g_autoptr(GVariant) options = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) again = NULL;
+  g_autofree char *text = g_variant_print (options, TRUE);
+
+  g_test_message ("%s", text);
+  /* The delimiter argument is overridden by delimiter-bytes. */
+  again = sb_server_config_new_from_args (config->port, "ignored", config->use_udp,
+                                          config->identifier, options, &error);
+  g_assert_no_error (error);
+  g_assert_true (sb_server_config_same_settings (config, again));
+}
+
+static void
+test_to_options_round_trip (void)
+{
+  g_autoptr(SbServerConfig) defaults = sb_server_config_new ();
+  g_autoptr(SbServerConfig) full = new_full_config ();
+  g_autoptr(SbServerConfig) every = NULL;
+  g_autoptr(GError) error = NULL;
+
+  assert_options_round_trip (defaults);
+  assert_options_round_trip (full);
+  every = new_with_options ("{'bind-address': <'192.168.1.5'>,"
+                            " 'delimiter-bytes': <[byte 0x00, 0xff, 0x03]>,"
+                            " 'exit-with-caller': <true>,"
+                            " 'flush-timeout-ms': <uint32 0>,"
+                            " 'max-message-bytes': <uint32 4096>,"
+                            " 'max-connections': <uint32 3>,"
+                            " 'udp-peer-timeout-ms': <uint32 1234>,"
+                            " 'batch': <true>}", &error);
+  g_assert_no_error (error);
+  assert_options_round_trip (every);
+  every->use_udp = TRUE;
+  assert_options_round_trip (every);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -400,6 +457,8 @@ main (int    argc,
   g_test_add_func ("/config/same-settings", test_same_settings);
   g_test_add_func ("/config/copy-is-deep", test_copy_is_deep);
   g_test_add_func ("/config/free-null", test_free_null);
+  g_test_add_func ("/config/to-options/defaults", test_to_options_defaults);
+  g_test_add_func ("/config/to-options/round-trip", test_to_options_round_trip);
 
   return g_test_run ();
 }
