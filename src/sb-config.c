@@ -160,6 +160,8 @@ static const SbOption sb_options[] = {
     G_STRUCT_OFFSET (SbServerConfig, max_connections), 1, SB_MAX_MAX_CONNECTIONS },
   { "max-message-bytes", "u", apply_uint,
     G_STRUCT_OFFSET (SbServerConfig, max_message_bytes), 1, SB_MAX_MAX_MESSAGE_BYTES },
+  { "strip-delimiter", "b", apply_boolean,
+    G_STRUCT_OFFSET (SbServerConfig, strip_delimiter), 0, 0 },
   { "udp-peer-timeout-ms", "u", apply_uint,
     G_STRUCT_OFFSET (SbServerConfig, udp_peer_timeout_ms), 0, G_MAXUINT32 },
 };
@@ -276,7 +278,8 @@ sb_server_config_same_settings (const SbServerConfig *a,
          a->max_connections == b->max_connections &&
          a->udp_peer_timeout_ms == b->udp_peer_timeout_ms &&
          !a->exit_with_caller == !b->exit_with_caller &&
-         !a->batch == !b->batch;
+         !a->batch == !b->batch &&
+         !a->strip_delimiter == !b->strip_delimiter;
 }
 
 static void
@@ -312,6 +315,21 @@ sb_server_config_to_options (const SbServerConfig *config)
   add_option (&builder, "flush-timeout-ms", g_variant_new_uint32 (config->flush_timeout_ms));
   add_option (&builder, "max-connections", g_variant_new_uint32 (config->max_connections));
   add_option (&builder, "max-message-bytes", g_variant_new_uint32 (config->max_message_bytes));
+  add_option (&builder, "strip-delimiter", g_variant_new_boolean (config->strip_delimiter));
   add_option (&builder, "udp-peer-timeout-ms", g_variant_new_uint32 (config->udp_peer_timeout_ms));
   return g_variant_builder_end (&builder);
+}
+
+gboolean
+sb_server_config_apply_option (SbServerConfig  *config,
+                               const char      *key,
+                               GVariant        *value,
+                               GError         **error)
+{
+  g_return_val_if_fail (config != NULL, FALSE);
+  g_return_val_if_fail (key != NULL, FALSE);
+  g_return_val_if_fail (value != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return apply_option (config, key, value, error);
 }

@@ -29,6 +29,7 @@ typedef struct {
   guint     udp_peer_timeout_ms;
   gboolean  exit_with_caller;
   gboolean  batch;              /* data as ServerDataInBatch signals */
+  gboolean  strip_delimiter;    /* frames without their delimiter */
   guint32   owner_uid;
 } SbServerConfig;
 
@@ -55,6 +56,15 @@ gboolean        sb_server_config_same_settings (const SbServerConfig *a,
  * (floating). Given back to CreateServerWithOptions() with the same port,
  * delimiter, use_udp and identifier, it asks for the same server. */
 GVariant       *sb_server_config_to_options    (const SbServerConfig *config);
+
+/* Applies one CreateServerWithOptions() option to @config, checked as the
+ * method checks it. The state file reads the options added after its first
+ * format through here, so that it cannot hold what a caller could not ask
+ * for. */
+gboolean        sb_server_config_apply_option  (SbServerConfig       *config,
+                                                const char           *key,
+                                                GVariant             *value,
+                                                GError              **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbServerConfig, sb_server_config_free)
 

@@ -273,3 +273,26 @@ sb_server_set_error_from_io (GError   **error,
                  "cannot listen on port %u/%s: %s",
                  config->port, proto, io_error->message);
 }
+
+/* A complete frame ends with the whole delimiter, unless a cut or a flush
+ * (max-message-bytes, flush-timeout-ms) already delivered its first bytes
+ * in the frame before: such a frame is only the rest of a delimiter, and
+ * delivering it empty would announce an empty message that never was. */
+void
+sb_server_client_frame (SbServer     *self,
+                        SbClient     *client,
+                        const guint8 *data,
+                        gsize         len,
+                        gboolean      complete)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  if (complete && priv->config->strip_delimiter) {
+    gsize delimiter_len = g_bytes_get_size (priv->config->delimiter);
+
+    if (len < delimiter_len)
+      return;
+    len -= delimiter_len;
+  }
+  sb_server_client_data (self, client, data, len);
+}

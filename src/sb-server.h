@@ -77,5 +77,13 @@ void                  sb_server_client_offline  (SbServer             *self,
 void                  sb_server_set_error_from_io (GError            **error,
                                                    SbServer           *self,
                                                    GError             *io_error);
+/* A frame of the framer (see SbFrameFunc): passed on to
+ * sb_server_client_data(), without its delimiter when the server strips
+ * it. */
+void                  sb_server_client_frame    (SbServer             *self,
+                                                 SbClient             *client,
+                                                 const guint8         *data,
+                                                 gsize                 len,
+                                                 gboolean              complete);
 
 G_END_DECLS

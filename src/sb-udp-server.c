@@ -341,7 +341,7 @@ on_frame (const guint8 *data,
 {
   SbUdpServer *self = user_data;
 
-  sb_server_client_data (SB_SERVER (self), SB_CLIENT (self->current), data, len);
+  sb_server_client_frame (SB_SERVER (self), SB_CLIENT (self->current), data, len, complete);
 }
 
 static void

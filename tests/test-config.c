@@ -10,7 +10,7 @@
 
 #define ALL_OPTIONS \
   "batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
-  "max-connections, max-message-bytes, udp-peer-timeout-ms"
+  "max-connections, max-message-bytes, strip-delimiter, udp-peer-timeout-ms"
 
 static GVariant *
 parse_options (const char *text)
@@ -55,6 +55,7 @@ assert_defaults (const SbServerConfig *config)
   g_assert_cmpuint (config->udp_peer_timeout_ms, ==, 60000);
   g_assert_false (config->exit_with_caller);
   g_assert_false (config->batch);
+  g_assert_false (config->strip_delimiter);
   g_assert_cmpuint (config->owner_uid, ==, 0);
 }
 
@@ -115,8 +116,10 @@ test_every_option (void)
                              " 'max-message-bytes': <uint32 4096>,"
                              " 'max-connections': <uint32 3>,"
                              " 'udp-peer-timeout-ms': <uint32 1234>,"
-                             " 'batch': <true>}", &error);
+                             " 'batch': <true>,"
+                             " 'strip-delimiter': <true>}", &error);
   g_assert_no_error (error);
+  g_assert_true (config->strip_delimiter);
   g_assert_cmpstr (config->bind_address, ==, "192.168.1.5");
   assert_delimiter (config, delimiter, sizeof delimiter);
   g_assert_true (config->exit_with_caller);
@@ -202,6 +205,7 @@ static const InvalidCase invalid_cases[] = {
   { "{'delimiter-bytes': <@an [1]>}", "option 'delimiter-bytes' must be of type 'ay', not 'an'" },
   { "{'exit-with-caller': <uint32 1>}", "option 'exit-with-caller' must be of type 'b', not 'u'" },
   { "{'batch': <'yes'>}", "option 'batch' must be of type 'b', not 's'" },
+  { "{'strip-delimiter': <uint32 1>}", "option 'strip-delimiter' must be of type 'b', not 'u'" },
   { "{'max-message-bytes': <uint64 5>}", "option 'max-message-bytes' must be of type 'u', not 't'" },
   { "{'max-connections': <'3'>}", "option 'max-connections' must be of type 'u', not 's'" },
   { "{'udp-peer-timeout-ms': <true>}", "option 'udp-peer-timeout-ms' must be of type 'u', not 'b'" },
@@ -334,6 +338,7 @@ test_same_settings (void)
   CHECK_DIFFERENT (b->udp_peer_timeout_ms++);
   CHECK_DIFFERENT (b->exit_with_caller = TRUE);
   CHECK_DIFFERENT (b->batch = TRUE);
+  CHECK_DIFFERENT (b->strip_delimiter = TRUE);
 #undef CHECK_DIFFERENT
 
   /* Port and owner are not settings. */
@@ -393,7 +398,7 @@ test_to_options_defaults (void)
                    "{'batch': <false>, 'delimiter-bytes': <@ay []>, "
                    "'exit-with-caller': <false>, 'flush-timeout-ms': <uint32 1000>, "
                    "'max-connections': <uint32 256>, 'max-message-bytes': <uint32 1048576>, "
-                   "'udp-peer-timeout-ms': <uint32 60000>}");
+                   "'strip-delimiter': <false>, 'udp-peer-timeout-ms': <uint32 60000>}");
 }
 
 /* What GetServerOptions() answers, given back to CreateServerWithOptions(),
@@ -431,7 +436,8 @@ test_to_options_round_trip (void)
                             " 'max-message-bytes': <uint32 4096>,"
                             " 'max-connections': <uint32 3>,"
                             " 'udp-peer-timeout-ms': <uint32 1234>,"
-                            " 'batch': <true>}", &error);
+                            " 'batch': <true>,"
+                            " 'strip-delimiter': <true>}", &error);
   g_assert_no_error (error);
   assert_options_round_trip (every);
   every->use_udp = TRUE;

@@ -80,6 +80,7 @@ new_configs (void)
   config->udp_peer_timeout_ms = G_MAXUINT32;
   config->owner_uid = G_MAXUINT32;
   config->batch = TRUE;
+  config->strip_delimiter = TRUE;
   g_ptr_array_add (configs, config);
 
   g_ptr_array_add (configs, new_config (1, TRUE, "", NULL, 0, "fe80::1"));
@@ -198,6 +199,7 @@ test_written_format (void)
   g_assert_null (strstr (text, "exit"));
   /* Written only when true, so older daemons still read the file. */
   g_assert_null (strstr (text, "batch"));
+  g_assert_null (strstr (text, "strip-delimiter"));
 }
 
 static void
@@ -371,6 +373,31 @@ test_valid_member_template (void)
   g_assert_true (((SbServerConfig *) g_ptr_array_index (batch_configs, 1))->batch);
 }
 
+/* The members added after the first format are optional: absent is the
+ * option's default, and each is read as its option. */
+static void
+test_option_members (void)
+{
+  g_autofree char *strip = document_with_member ("strip-delimiter", "true");
+  g_autofree char *no_strip = document_with_member ("strip-delimiter", "false");
+  g_autoptr(GPtrArray) strip_configs = parse_ok (strip);
+  g_autoptr(GPtrArray) no_strip_configs = parse_ok (no_strip);
+  g_autoptr(GPtrArray) configs = NULL;
+  g_autofree char *text = NULL;
+
+  g_assert_true (((SbServerConfig *) g_ptr_array_index (strip_configs, 1))->strip_delimiter);
+  g_assert_false (((SbServerConfig *) g_ptr_array_index (no_strip_configs, 1))->strip_delimiter);
+
+  /* Written only when not the default: false is not written back. */
+  text = sb_state_serialize (no_strip_configs, NULL);
+  g_assert_null (strstr (text, "strip-delimiter"));
+  g_clear_pointer (&text, g_free);
+  text = sb_state_serialize (strip_configs, NULL);
+  g_assert_nonnull (strstr (text, "\"strip-delimiter\" : true"));
+  configs = parse_ok (text);
+  assert_same_configs (strip_configs, configs);
+}
+
 /* Escapes are JSON's own, surrogate pairs included. */
 static void
 test_string_escapes (void)
@@ -464,6 +491,10 @@ test_invalid_members (void)
     { "batch", "1", "server 2: 'batch' must be true or false" },
     { "batch", "\"true\"", "'batch'" },
     { "batch", "null", "'batch'" },
+    { "strip-delimiter", "1", "server 2: 'strip-delimiter' must be true or false" },
+    { "strip-delimiter", "\"true\"", "'strip-delimiter'" },
+    { "strip-delimiter", "null", "'strip-delimiter'" },
+    { "strip-delimiter", "[true]", "'strip-delimiter'" },
     { "exit-with-caller", "true", "server 2: unknown member 'exit-with-caller'" },
     { "Port", "5000", "server 2: unknown member 'Port'" },
   };
@@ -836,6 +867,7 @@ main (int    argc,
   g_test_add_func ("/state/invalid/documents", test_invalid_documents);
   g_test_add_func ("/state/invalid/bytes", test_invalid_bytes);
   g_test_add_func ("/state/invalid/template-is-valid", test_valid_member_template);
+  g_test_add_func ("/state/option-members", test_option_members);
   g_test_add_func ("/state/invalid/string-escapes", test_string_escapes);
   g_test_add_func ("/state/invalid/missing-members", test_missing_members);
   g_test_add_func ("/state/invalid/members", test_invalid_members);

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "flush-timeout-ms": ("u", 1000),
     "max-connections": ("u", 256),
     "max-message-bytes": ("u", 1048576),
+    "strip-delimiter": ("b", False),
     "udp-peer-timeout-ms": ("u", 60000),
 }
 
@@ -42,6 +43,7 @@ EVERY_OPTION: dict[str, Any] = {
     "flush-timeout-ms": 250,
     "max-connections": 7,
     "max-message-bytes": 4096,
+    "strip-delimiter": True,
     "udp-peer-timeout-ms": 1234,
 }
 
