@@ -7,6 +7,7 @@
 
 #include <gio/gio.h>
 
+#include "sb-allow.h"
 #include "sb-error.h"
 
 typedef struct _SbOption SbOption;
@@ -54,6 +55,7 @@ sb_server_config_copy (const SbServerConfig *self)
   /* GBytes is immutable: sharing it is as good as copying it. */
   copy->delimiter = g_bytes_ref (self->delimiter);
   copy->bind_address = g_strdup (self->bind_address);
+  copy->allow_from = g_strdupv (self->allow_from);
   return copy;
 }
 
@@ -65,6 +67,7 @@ sb_server_config_free (SbServerConfig *self)
   g_free (self->identifier);
   g_bytes_unref (self->delimiter);
   g_free (self->bind_address);
+  g_strfreev (self->allow_from);
   g_free (self);
 }
 
@@ -146,8 +149,41 @@ apply_uint (const SbOption  *option,
   return TRUE;
 }
 
+/* Each entry as sb_allow_entry_canonical() writes it, so that equal
+ * settings compare equal. An empty list admits everyone, as no list
+ * does: a server that admits nobody serves nothing, and an empty list is
+ * what a form left blank sends. */
+static gboolean
+apply_allow_from (const SbOption  *option,
+                  GVariant        *value,
+                  SbServerConfig  *config,
+                  GError         **error)
+{
+  gsize n = g_variant_n_children (value);
+  g_auto(GStrv) entries = NULL;
+
+  if (n > SB_MAX_ALLOW_FROM) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' has %" G_GSIZE_FORMAT " entries; at most %d are allowed",
+                 option->key, n, SB_MAX_ALLOW_FROM);
+    return FALSE;
+  }
+  entries = g_new0 (char *, n + 1);
+  for (gsize i = 0; i < n; i++) {
+    g_autoptr(GVariant) entry = g_variant_get_child_value (value, i);
+
+    entries[i] = sb_allow_entry_canonical (g_variant_get_string (entry, NULL), error);
+    if (entries[i] == NULL)
+      return FALSE;
+  }
+  g_strfreev (config->allow_from);
+  config->allow_from = n > 0 ? g_steal_pointer (&entries) : NULL;
+  return TRUE;
+}
+
 /* In the order the error message lists them. */
 static const SbOption sb_options[] = {
+  { "allow-from", "as", apply_allow_from, 0, 0, 0 },
   { "batch", "b", apply_boolean,
     G_STRUCT_OFFSET (SbServerConfig, batch), 0, 0 },
   { "bind-address", "s", apply_bind_address, 0, 0, 0 },
@@ -262,6 +298,16 @@ sb_server_config_new_from_args (guint16      port,
   return g_steal_pointer (&config);
 }
 
+/* NULL and empty are the same list. */
+static gboolean
+strv_equal (const char * const *a,
+            const char * const *b)
+{
+  static const char * const none[] = { NULL };
+
+  return g_strv_equal (a != NULL ? a : none, b != NULL ? b : none);
+}
+
 gboolean
 sb_server_config_same_settings (const SbServerConfig *a,
                                 const SbServerConfig *b)
@@ -279,7 +325,8 @@ sb_server_config_same_settings (const SbServerConfig *a,
          a->udp_peer_timeout_ms == b->udp_peer_timeout_ms &&
          !a->exit_with_caller == !b->exit_with_caller &&
          !a->batch == !b->batch &&
-         !a->strip_delimiter == !b->strip_delimiter;
+         !a->strip_delimiter == !b->strip_delimiter &&
+         strv_equal ((const char * const *) a->allow_from, (const char * const *) b->allow_from);
 }
 
 static void
@@ -288,6 +335,12 @@ add_option (GVariantBuilder *builder,
             GVariant        *value)
 {
   g_variant_builder_add (builder, "{sv}", key, value);
+}
+
+static GVariant *
+strv_variant (GStrv strv)
+{
+  return g_variant_new_strv ((const char * const *) strv, strv != NULL ? -1 : 0);
 }
 
 /* In the order of sb_options[]. Options whose default is no value at all
@@ -306,6 +359,7 @@ sb_server_config_to_options (const SbServerConfig *config)
 
   delimiter = g_bytes_get_data (config->delimiter, &len);
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  add_option (&builder, "allow-from", strv_variant (config->allow_from));
   add_option (&builder, "batch", g_variant_new_boolean (config->batch));
   if (config->bind_address != NULL)
     add_option (&builder, "bind-address", g_variant_new_string (config->bind_address));

@@ -30,6 +30,7 @@ typedef struct {
   gboolean  exit_with_caller;
   gboolean  batch;              /* data as ServerDataInBatch signals */
   gboolean  strip_delimiter;    /* frames without their delimiter */
+  GStrv     allow_from;         /* canonical entries; NULL = everyone */
   guint32   owner_uid;
 } SbServerConfig;
 

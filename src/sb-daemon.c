@@ -844,6 +844,8 @@ method_get_statistics (SbDaemon              *self,
   g_variant_builder_add (&builder, "{st}", "servers", (guint64) g_hash_table_size (self->servers));
   g_variant_builder_add (&builder, "{st}", "bus-backlog-bytes", sb_backlog_get_pending (self->backlog));
   g_variant_builder_add (&builder, "{st}", "bus-stalls", sb_backlog_get_stalls (self->backlog));
+  g_variant_builder_add (&builder, "{st}", "connections-denied", sb_statistics.connections_denied);
+  g_variant_builder_add (&builder, "{st}", "udp-datagrams-denied", sb_statistics.udp_datagrams_denied);
   g_dbus_method_invocation_return_value (invocation, g_variant_new ("(a{st})", &builder));
 }
 

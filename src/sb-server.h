@@ -85,5 +85,10 @@ void                  sb_server_client_frame    (SbServer             *self,
                                                  const guint8         *data,
                                                  gsize                 len,
                                                  gboolean              complete);
+/* TRUE when the server's allow-from admits @remote. Otherwise counts it
+ * as denied (connections-denied for TCP, udp-datagrams-denied for UDP)
+ * and logs it, at most once a minute per server. */
+gboolean              sb_server_admits          (SbServer             *self,
+                                                 GSocketAddress       *remote);
 
 G_END_DECLS

@@ -50,7 +50,7 @@ static const char * const sb_server_members[] = {
   "port", "udp", "identifier", "delimiter", "bind-address", "batch",
   "flush-timeout-ms", "max-message-bytes", "max-connections",
   "udp-peer-timeout-ms", "owner-uid",
-  "strip-delimiter",
+  "strip-delimiter", "allow-from",
   NULL
 };
 
@@ -67,6 +67,7 @@ typedef struct
 
 static const SbOptionMember sb_option_members[] = {
   { "strip-delimiter", "b" },
+  { "allow-from", "as" },
 };
 
 static GPtrArray *

@@ -358,6 +358,10 @@ handle_datagram (SbUdpServer    *self,
 {
   SbUdpPeer *peer;
 
+  /* Before anything else: a stranger's datagram makes no peer, and is
+   * counted as denied even while the bus is congested. */
+  if (!sb_server_admits (SB_SERVER (self), address))
+    return;
   /* A paused server would make the kernel drop datagrams unseen; dropping
    * them here counts them. */
   if (sb_server_get_paused (SB_SERVER (self))) {

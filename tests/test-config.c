@@ -5,11 +5,12 @@
 
 #include <glib.h>
 
+#include "sb-allow.h"
 #include "sb-config.h"
 #include "sb-error.h"
 
 #define ALL_OPTIONS \
-  "batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
+  "allow-from, batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
   "max-connections, max-message-bytes, strip-delimiter, udp-peer-timeout-ms"
 
 static GVariant *
@@ -56,6 +57,7 @@ assert_defaults (const SbServerConfig *config)
   g_assert_false (config->exit_with_caller);
   g_assert_false (config->batch);
   g_assert_false (config->strip_delimiter);
+  g_assert_null (config->allow_from);
   g_assert_cmpuint (config->owner_uid, ==, 0);
 }
 
@@ -117,9 +119,11 @@ test_every_option (void)
                              " 'max-connections': <uint32 3>,"
                              " 'udp-peer-timeout-ms': <uint32 1234>,"
                              " 'batch': <true>,"
-                             " 'strip-delimiter': <true>}", &error);
+                             " 'strip-delimiter': <true>,"
+                             " 'allow-from': <['10.0.0.0/8', '0:0::1']>}", &error);
   g_assert_no_error (error);
   g_assert_true (config->strip_delimiter);
+  g_assert_cmpstrv (config->allow_from, ((const char * const[]) { "10.0.0.0/8", "::1", NULL }));
   g_assert_cmpstr (config->bind_address, ==, "192.168.1.5");
   assert_delimiter (config, delimiter, sizeof delimiter);
   g_assert_true (config->exit_with_caller);
@@ -206,6 +210,29 @@ static const InvalidCase invalid_cases[] = {
   { "{'exit-with-caller': <uint32 1>}", "option 'exit-with-caller' must be of type 'b', not 'u'" },
   { "{'batch': <'yes'>}", "option 'batch' must be of type 'b', not 's'" },
   { "{'strip-delimiter': <uint32 1>}", "option 'strip-delimiter' must be of type 'b', not 'u'" },
+  { "{'allow-from': <'10.0.0.1'>}", "option 'allow-from' must be of type 'as', not 's'" },
+  { "{'allow-from': <['10.0.0.1', 'localhost']>}",
+    "allow-from entry 'localhost' is not a numeric IPv4 or IPv6 address, nor one followed by "
+    "/ and a prefix length" },
+  { "{'allow-from': <['10.0.0.0/33']>}",
+    "allow-from entry '10.0.0.0/33' must have a prefix length from 0 to 32" },
+  { "{'allow-from': <['::/129']>}", "allow-from entry '::/129' must have a prefix length from 0 to 128" },
+  { "{'allow-from': <['10.1.2.3/8']>}",
+    "allow-from entry '10.1.2.3/8' has bits set past its prefix length; the network is 10.0.0.0/8" },
+  { "{'allow-from': <['fe80::1/10']>}", "*the network is fe80::/10" },
+  { "{'allow-from': <['::ffff:10.0.0.0/80']>}",
+    "allow-from entry '::ffff:10.0.0.0/80' reaches past the IPv4-mapped addresses ::ffff:0:0/96" },
+  { "{'allow-from': <['']>}", "*allow-from entry ''" },
+  { "{'allow-from': <['10.0.0.0/']>}", "*allow-from entry '10.0.0.0/'" },
+  { "{'allow-from': <['/8']>}", "*allow-from entry '/8'" },
+  { "{'allow-from': <['10.0.0.0/08']>}", "*allow-from entry '10.0.0.0/08'" },
+  { "{'allow-from': <['10.0.0.0/+8']>}", "*allow-from entry '10.0.0.0/+8'" },
+  { "{'allow-from': <['10.0.0.0/-1']>}", "*allow-from entry '10.0.0.0/-1'" },
+  { "{'allow-from': <['10.0.0.0/8/8']>}", "*allow-from entry '10.0.0.0/8/8'" },
+  { "{'allow-from': <['10.0.0.0 /8']>}", "*allow-from entry '10.0.0.0 /8'" },
+  { "{'allow-from': <['10.0.0.1 ']>}", "*allow-from entry '10.0.0.1 '" },
+  { "{'allow-from': <['fe80::1%lo']>}", "*allow-from entry 'fe80::1%lo'" },
+  { "{'allow-from': <['10.0.0.0/0000000000008']>}", "*allow-from entry '10.0.0.0/0000000000008'" },
   { "{'max-message-bytes': <uint64 5>}", "option 'max-message-bytes' must be of type 'u', not 't'" },
   { "{'max-connections': <'3'>}", "option 'max-connections' must be of type 'u', not 's'" },
   { "{'udp-peer-timeout-ms': <true>}", "option 'udp-peer-timeout-ms' must be of type 'u', not 'b'" },
@@ -339,6 +366,8 @@ test_same_settings (void)
   CHECK_DIFFERENT (b->exit_with_caller = TRUE);
   CHECK_DIFFERENT (b->batch = TRUE);
   CHECK_DIFFERENT (b->strip_delimiter = TRUE);
+  CHECK_DIFFERENT (g_strfreev (b->allow_from); b->allow_from = g_strsplit ("::1", ",", -1));
+  CHECK_DIFFERENT (g_strfreev (b->allow_from); b->allow_from = g_strsplit ("::1,::2", ",", -1));
 #undef CHECK_DIFFERENT
 
   /* Port and owner are not settings. */
@@ -395,7 +424,7 @@ test_to_options_defaults (void)
   g_autofree char *text = g_variant_print (options, TRUE);
 
   g_assert_cmpstr (text, ==,
-                   "{'batch': <false>, 'delimiter-bytes': <@ay []>, "
+                   "{'allow-from': <@as []>, 'batch': <false>, 'delimiter-bytes': <@ay []>, "
                    "'exit-with-caller': <false>, 'flush-timeout-ms': <uint32 1000>, "
                    "'max-connections': <uint32 256>, 'max-message-bytes': <uint32 1048576>, "
                    "'strip-delimiter': <false>, 'udp-peer-timeout-ms': <uint32 60000>}");
@@ -437,11 +466,123 @@ test_to_options_round_trip (void)
                             " 'max-connections': <uint32 3>,"
                             " 'udp-peer-timeout-ms': <uint32 1234>,"
                             " 'batch': <true>,"
-                            " 'strip-delimiter': <true>}", &error);
+                            " 'strip-delimiter': <true>,"
+                            " 'allow-from': <['192.168.1.0/24', 'fe80::/10', '::1']>}", &error);
   g_assert_no_error (error);
   assert_options_round_trip (every);
   every->use_udp = TRUE;
   assert_options_round_trip (every);
+}
+
+static void
+test_allow_from_canonical (void)
+{
+  static const char * const cases[][2] = {
+    { "10.0.0.1", "10.0.0.1" },
+    { "10.0.0.1/32", "10.0.0.1" },
+    { "10.0.0.0/8", "10.0.0.0/8" },
+    { "0.0.0.0/0", "0.0.0.0/0" },
+    { "192.168.1.128/25", "192.168.1.128/25" },
+    { "0:0::1", "::1" },
+    { "::1/128", "::1" },
+    { "::/0", "::/0" },
+    { "FE80::/10", "fe80::/10" },
+    { "2001:db8::/33", "2001:db8::/33" },
+    /* An IPv4-mapped entry is the IPv4 entry it stands for. */
+    { "::ffff:10.0.0.1", "10.0.0.1" },
+    { "::ffff:10.0.0.0/104", "10.0.0.0/8" },
+    { "::ffff:0:0/96", "0.0.0.0/0" },
+  };
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *canonical = sb_allow_entry_canonical (cases[i][0], &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (canonical, ==, cases[i][1]);
+  }
+
+  /* An empty list admits everyone, as no list does: the same setting. */
+  options = g_variant_ref_sink (g_variant_new_parsed ("{'allow-from': <@as []>}"));
+  config = sb_server_config_new_from_args (1, "", FALSE, "", options, &error);
+  g_assert_no_error (error);
+  g_assert_null (config->allow_from);
+}
+
+static void
+test_allow_from_too_many (void)
+{
+  g_autoptr(GVariantBuilder) entries = g_variant_builder_new (G_VARIANT_TYPE ("as"));
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  GVariantBuilder dict;
+
+  for (guint i = 0; i < SB_MAX_ALLOW_FROM + 1; i++) {
+    g_autofree char *entry = g_strdup_printf ("10.0.%u.%u", i / 256, i % 256);
+
+    g_variant_builder_add (entries, "s", entry);
+  }
+  g_variant_builder_init (&dict, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&dict, "{sv}", "allow-from", g_variant_builder_end (entries));
+  options = g_variant_ref_sink (g_variant_builder_end (&dict));
+  config = sb_server_config_new_from_args (1, "", FALSE, "", options, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==, "option 'allow-from' has 257 entries; at most 256 are allowed");
+}
+
+static gboolean
+admits (const SbAllowList *list,
+        const char        *address)
+{
+  g_autoptr(GInetAddress) inet = g_inet_address_new_from_string (address);
+
+  g_assert_nonnull (inet);
+  return sb_allow_list_admits (list, inet);
+}
+
+static void
+test_allow_from_matching (void)
+{
+  static const char * const entries[] = {
+    "10.0.0.0/8", "192.168.1.5", "172.16.0.0/12", "2001:db8::/33", "::1", NULL
+  };
+  static const char * const v6_all[] = { "::/0", NULL };
+  static const char * const v4_all[] = { "0.0.0.0/0", NULL };
+  g_autoptr(SbAllowList) list = sb_allow_list_new (entries);
+  g_autoptr(SbAllowList) six = sb_allow_list_new (v6_all);
+  g_autoptr(SbAllowList) four = sb_allow_list_new (v4_all);
+  g_autoptr(SbAllowList) none = sb_allow_list_new (NULL);
+
+  g_assert_true (admits (list, "10.0.0.0"));
+  g_assert_true (admits (list, "10.255.255.255"));
+  g_assert_false (admits (list, "11.0.0.0"));
+  g_assert_false (admits (list, "9.255.255.255"));
+  g_assert_true (admits (list, "192.168.1.5"));
+  g_assert_false (admits (list, "192.168.1.4"));
+  g_assert_false (admits (list, "192.168.1.6"));
+  g_assert_true (admits (list, "172.31.255.255"));
+  g_assert_false (admits (list, "172.32.0.0"));
+  g_assert_true (admits (list, "2001:db8:7fff::1"));
+  g_assert_false (admits (list, "2001:db8:8000::1"));
+  g_assert_true (admits (list, "::1"));
+  g_assert_false (admits (list, "::2"));
+  /* IPv4 peers of a dual-stack socket arrive mapped: they are IPv4. */
+  g_assert_true (admits (list, "::ffff:10.1.2.3"));
+  g_assert_true (admits (list, "::ffff:192.168.1.5"));
+  g_assert_false (admits (list, "::ffff:192.168.1.6"));
+
+  /* A family is matched by its own entries only. */
+  g_assert_true (admits (six, "fe80::1"));
+  g_assert_false (admits (six, "127.0.0.1"));
+  g_assert_false (admits (six, "::ffff:127.0.0.1"));
+  g_assert_true (admits (four, "127.0.0.1"));
+  g_assert_true (admits (four, "::ffff:127.0.0.1"));
+  g_assert_false (admits (four, "::1"));
+  g_assert_false (admits (none, "127.0.0.1"));
 }
 
 int
@@ -465,6 +606,9 @@ main (int    argc,
   g_test_add_func ("/config/free-null", test_free_null);
   g_test_add_func ("/config/to-options/defaults", test_to_options_defaults);
   g_test_add_func ("/config/to-options/round-trip", test_to_options_round_trip);
+  g_test_add_func ("/config/allow-from/canonical", test_allow_from_canonical);
+  g_test_add_func ("/config/allow-from/too-many", test_allow_from_too_many);
+  g_test_add_func ("/config/allow-from/matching", test_allow_from_matching);
 
   return g_test_run ();
 }

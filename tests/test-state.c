@@ -81,6 +81,7 @@ new_configs (void)
   config->owner_uid = G_MAXUINT32;
   config->batch = TRUE;
   config->strip_delimiter = TRUE;
+  config->allow_from = g_strsplit ("10.0.0.0/8,::1,fe80::/10", ",", -1);
   g_ptr_array_add (configs, config);
 
   g_ptr_array_add (configs, new_config (1, TRUE, "", NULL, 0, "fe80::1"));
@@ -200,6 +201,7 @@ test_written_format (void)
   /* Written only when true, so older daemons still read the file. */
   g_assert_null (strstr (text, "batch"));
   g_assert_null (strstr (text, "strip-delimiter"));
+  g_assert_null (strstr (text, "allow-from"));
 }
 
 static void
@@ -398,6 +400,28 @@ test_option_members (void)
   assert_same_configs (strip_configs, configs);
 }
 
+static void
+test_allow_from_member (void)
+{
+  g_autofree char *document = document_with_member ("allow-from",
+                                                    "[\"10.0.0.0/8\", \"0:0::1\", \"::ffff:1.2.3.4\"]");
+  g_autofree char *empty = document_with_member ("allow-from", "[]");
+  g_autoptr(GPtrArray) configs = parse_ok (document);
+  g_autoptr(GPtrArray) empty_configs = parse_ok (empty);
+  const SbServerConfig *config = g_ptr_array_index (configs, 1);
+  g_autofree char *text = NULL;
+
+  /* Read as the option is: canonical entries, and empty is everyone. */
+  g_assert_cmpstrv (config->allow_from,
+                    ((const char * const[]) { "10.0.0.0/8", "::1", "1.2.3.4", NULL }));
+  g_assert_null (((SbServerConfig *) g_ptr_array_index (empty_configs, 1))->allow_from);
+  text = sb_state_serialize (configs, NULL);
+  g_assert_nonnull (strstr (text, "\"allow-from\" : [\n        \"10.0.0.0/8\",\n        \"::1\","));
+  g_clear_pointer (&text, g_free);
+  text = sb_state_serialize (empty_configs, NULL);
+  g_assert_null (strstr (text, "allow-from"));
+}
+
 /* Escapes are JSON's own, surrogate pairs included. */
 static void
 test_string_escapes (void)
@@ -495,6 +519,14 @@ test_invalid_members (void)
     { "strip-delimiter", "\"true\"", "'strip-delimiter'" },
     { "strip-delimiter", "null", "'strip-delimiter'" },
     { "strip-delimiter", "[true]", "'strip-delimiter'" },
+    { "allow-from", "\"10.0.0.1\"", "server 2: 'allow-from' must be an array of strings" },
+    { "allow-from", "[1]", "server 2: 'allow-from' must be an array of strings" },
+    { "allow-from", "[\"::1\", null]", "'allow-from' must be an array of strings" },
+    { "allow-from", "[[\"::1\"]]", "'allow-from' must be an array of strings" },
+    { "allow-from", "null", "'allow-from'" },
+    { "allow-from", "{}", "'allow-from'" },
+    { "allow-from", "[\"localhost\"]", "server 2: allow-from entry 'localhost' is not a numeric" },
+    { "allow-from", "[\"10.0.0.1/8\"]", "server 2: allow-from entry '10.0.0.1/8' has bits set" },
     { "exit-with-caller", "true", "server 2: unknown member 'exit-with-caller'" },
     { "Port", "5000", "server 2: unknown member 'Port'" },
   };
@@ -868,6 +900,7 @@ main (int    argc,
   g_test_add_func ("/state/invalid/bytes", test_invalid_bytes);
   g_test_add_func ("/state/invalid/template-is-valid", test_valid_member_template);
   g_test_add_func ("/state/option-members", test_option_members);
+  g_test_add_func ("/state/allow-from", test_allow_from_member);
   g_test_add_func ("/state/invalid/string-escapes", test_string_escapes);
   g_test_add_func ("/state/invalid/missing-members", test_missing_members);
   g_test_add_func ("/state/invalid/members", test_invalid_members);

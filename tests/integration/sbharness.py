@@ -290,7 +290,7 @@ class ConnInfo(NamedTuple):
 
 
 def to_variant(value: Any) -> Variant:
-    """Option values: bool → b, int → u, str → s, bytes → ay; Variant as is."""
+    """Option values: bool → b, int → u, str → s, bytes → ay, list of str → as; Variant as is."""
     if isinstance(value, Variant):
         return value
     if isinstance(value, bool):
@@ -301,6 +301,8 @@ def to_variant(value: Any) -> Variant:
         return Variant("s", value)
     if isinstance(value, bytes | bytearray):
         return Variant("ay", bytes(value))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return Variant("as", value)
     raise TypeError(f"no D-Bus type for option value {value!r}")
 
 

@@ -24,6 +24,7 @@ from sbharness import (
 
 # (signature, value) of every option of a server created without options.
 DEFAULTS: dict[str, tuple[str, Any]] = {
+    "allow-from": ("as", []),
     "batch": ("b", False),
     "delimiter-bytes": ("ay", b""),
     "exit-with-caller": ("b", False),
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
 
 # A value other than the default for every option that has one.
 EVERY_OPTION: dict[str, Any] = {
+    "allow-from": ["127.0.0.0/8", "::1"],
     "batch": True,
     "bind-address": "127.0.0.1",
     "delimiter-bytes": b"\x00\xfe",

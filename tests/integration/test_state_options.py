@@ -21,12 +21,13 @@ from sbharness import (
 
 # Members of the state file that an older daemon does not know: written
 # only when not at their default.
-NEWER_MEMBERS = {"strip-delimiter"}
+NEWER_MEMBERS = {"strip-delimiter", "allow-from"}
 
 # Every option with a value other than its default, per protocol
 # (exit-with-caller servers are not kept, so it is not here).
 EVERY_OPTION: dict[bool, dict[str, Any]] = {
     False: {
+        "allow-from": ["127.0.0.1", "::1"],
         "batch": True,
         "bind-address": "127.0.0.1",
         "delimiter-bytes": b"\x00\xfe",
@@ -37,6 +38,7 @@ EVERY_OPTION: dict[bool, dict[str, Any]] = {
         "udp-peer-timeout-ms": 1234,
     },
     True: {
+        "allow-from": ["10.0.0.0/8", "fe80::/10"],
         "batch": True,
         "delimiter-bytes": b"\n",
         "flush-timeout-ms": 42,
@@ -144,6 +146,7 @@ async def test_older_state_file_loads(
     tcp_options = await get_options(sb, tcp, False)
     assert tcp_options["strip-delimiter"] == ("b", False)
     assert bytes(tcp_options["delimiter-bytes"][1]) == b"\r\n"
+    assert tcp_options["allow-from"] == ("as", [])
     assert (await get_options(sb, udp, True))["strip-delimiter"] == ("b", False)
 
 
@@ -152,6 +155,8 @@ async def test_older_state_file_loads(
     [
         (False, "strip-delimiter", True, False),
         (True, "strip-delimiter", True, False),
+        (False, "allow-from", ["127.0.0.1"], ["127.0.0.1", "::1"]),
+        (True, "allow-from", ["10.0.0.0/8"], []),
     ],
 )
 async def test_idempotent_create_compares_newer_options(
