@@ -56,6 +56,8 @@ sb_server_config_copy (const SbServerConfig *self)
   copy->delimiter = g_bytes_ref (self->delimiter);
   copy->bind_address = g_strdup (self->bind_address);
   copy->allow_from = g_strdupv (self->allow_from);
+  copy->multicast_groups = g_strdupv (self->multicast_groups);
+  copy->multicast_interface = g_strdup (self->multicast_interface);
   return copy;
 }
 
@@ -68,6 +70,8 @@ sb_server_config_free (SbServerConfig *self)
   g_bytes_unref (self->delimiter);
   g_free (self->bind_address);
   g_strfreev (self->allow_from);
+  g_strfreev (self->multicast_groups);
+  g_free (self->multicast_interface);
   g_free (self);
 }
 
@@ -181,6 +185,102 @@ apply_allow_from (const SbOption  *option,
   return TRUE;
 }
 
+/* Multicast is UDP's: a TCP server with a multicast option is refused
+ * rather than left to ignore it. */
+static gboolean
+check_udp (const SbOption  *option,
+           SbServerConfig  *config,
+           GError         **error)
+{
+  if (config->use_udp)
+    return TRUE;
+  g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+               "option '%s' is for UDP servers only", option->key);
+  return FALSE;
+}
+
+static char *
+multicast_group_canonical (const char  *text,
+                           GError     **error)
+{
+  g_autoptr(GInetAddress) address = g_inet_address_new_from_string (text);
+
+  if (address == NULL || !g_inet_address_get_is_multicast (address)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "multicast-groups entry '%s' is not a numeric IPv4 or IPv6 multicast address "
+                 "(in 224.0.0.0/4 or ff00::/8)", text);
+    return NULL;
+  }
+  return g_inet_address_to_string (address);
+}
+
+/* Each group as GLib prints it, so that equal settings compare equal; a
+ * group given twice is refused, as the kernel would refuse to join it
+ * twice. */
+static gboolean
+apply_multicast_groups (const SbOption  *option,
+                        GVariant        *value,
+                        SbServerConfig  *config,
+                        GError         **error)
+{
+  gsize n = g_variant_n_children (value);
+  g_auto(GStrv) groups = NULL;
+
+  if (!check_udp (option, config, error))
+    return FALSE;
+  if (n > SB_MAX_MULTICAST_GROUPS) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' has %" G_GSIZE_FORMAT " entries; at most %d are allowed",
+                 option->key, n, SB_MAX_MULTICAST_GROUPS);
+    return FALSE;
+  }
+  groups = g_new0 (char *, n + 1);
+  for (gsize i = 0; i < n; i++) {
+    g_autoptr(GVariant) entry = g_variant_get_child_value (value, i);
+    const char *text = g_variant_get_string (entry, NULL);
+
+    groups[i] = multicast_group_canonical (text, error);
+    if (groups[i] == NULL)
+      return FALSE;
+    for (gsize j = 0; j < i; j++) {
+      if (g_str_equal (groups[j], groups[i])) {
+        g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                     "multicast-groups entry '%s' names group %s a second time", text, groups[i]);
+        return FALSE;
+      }
+    }
+  }
+  g_strfreev (config->multicast_groups);
+  config->multicast_groups = n > 0 ? g_steal_pointer (&groups) : NULL;
+  return TRUE;
+}
+
+/* What Linux takes as an interface name (dev_valid_name()); whether the
+ * interface exists is asked when the server starts, since it may come
+ * and go. */
+static gboolean
+apply_multicast_interface (const SbOption  *option,
+                           GVariant        *value,
+                           SbServerConfig  *config,
+                           GError         **error)
+{
+  const char *name = g_variant_get_string (value, NULL);
+  gsize len = strlen (name);
+
+  if (!check_udp (option, config, error))
+    return FALSE;
+  if (len == 0 || len > 15 || g_str_equal (name, ".") || g_str_equal (name, "..") ||
+      strpbrk (name, "/: \t\n\r\v\f") != NULL) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' must be a network interface name (1 to 15 bytes, "
+                 "without '/', ':' or white space), not '%s'", option->key, name);
+    return FALSE;
+  }
+  g_free (config->multicast_interface);
+  config->multicast_interface = g_strdup (name);
+  return TRUE;
+}
+
 /* In the order the error message lists them. */
 static const SbOption sb_options[] = {
   { "allow-from", "as", apply_allow_from, 0, 0, 0 },
@@ -196,6 +296,8 @@ static const SbOption sb_options[] = {
     G_STRUCT_OFFSET (SbServerConfig, max_connections), 1, SB_MAX_MAX_CONNECTIONS },
   { "max-message-bytes", "u", apply_uint,
     G_STRUCT_OFFSET (SbServerConfig, max_message_bytes), 1, SB_MAX_MAX_MESSAGE_BYTES },
+  { "multicast-groups", "as", apply_multicast_groups, 0, 0, 0 },
+  { "multicast-interface", "s", apply_multicast_interface, 0, 0, 0 },
   { "strip-delimiter", "b", apply_boolean,
     G_STRUCT_OFFSET (SbServerConfig, strip_delimiter), 0, 0 },
   { "udp-peer-timeout-ms", "u", apply_uint,
@@ -295,6 +397,8 @@ sb_server_config_new_from_args (guint16      port,
 
   if (options != NULL && !apply_options (config, options, error))
     return NULL;
+  if (!sb_server_config_check (config, error))
+    return NULL;
   return g_steal_pointer (&config);
 }
 
@@ -326,7 +430,10 @@ sb_server_config_same_settings (const SbServerConfig *a,
          !a->exit_with_caller == !b->exit_with_caller &&
          !a->batch == !b->batch &&
          !a->strip_delimiter == !b->strip_delimiter &&
-         strv_equal ((const char * const *) a->allow_from, (const char * const *) b->allow_from);
+         strv_equal ((const char * const *) a->allow_from, (const char * const *) b->allow_from) &&
+         strv_equal ((const char * const *) a->multicast_groups,
+                     (const char * const *) b->multicast_groups) &&
+         g_strcmp0 (a->multicast_interface, b->multicast_interface) == 0;
 }
 
 static void
@@ -344,8 +451,9 @@ strv_variant (GStrv strv)
 }
 
 /* In the order of sb_options[]. Options whose default is no value at all
- * are left out while unset (bind-address: all interfaces), since no value
- * of their type means "unset" and the answer must be valid to pass back.
+ * are left out while unset (bind-address: all interfaces;
+ * multicast-interface: the kernel's choice), since no value of their type
+ * means "unset" and the answer must be valid to pass back.
  * Secrets never go in here: GetServerOptions() answers whoever may touch
  * the server, and its answer travels over the bus in clear. */
 GVariant *
@@ -369,6 +477,11 @@ sb_server_config_to_options (const SbServerConfig *config)
   add_option (&builder, "flush-timeout-ms", g_variant_new_uint32 (config->flush_timeout_ms));
   add_option (&builder, "max-connections", g_variant_new_uint32 (config->max_connections));
   add_option (&builder, "max-message-bytes", g_variant_new_uint32 (config->max_message_bytes));
+  /* UDP's only: a TCP server refuses them, so its answer leaves them out. */
+  if (config->use_udp)
+    add_option (&builder, "multicast-groups", strv_variant (config->multicast_groups));
+  if (config->multicast_interface != NULL)
+    add_option (&builder, "multicast-interface", g_variant_new_string (config->multicast_interface));
   add_option (&builder, "strip-delimiter", g_variant_new_boolean (config->strip_delimiter));
   add_option (&builder, "udp-peer-timeout-ms", g_variant_new_uint32 (config->udp_peer_timeout_ms));
   return g_variant_builder_end (&builder);
@@ -386,4 +499,47 @@ sb_server_config_apply_option (SbServerConfig  *config,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return apply_option (config, key, value, error);
+}
+
+/* A socket bound to a unicast address receives no group's datagrams, and
+ * one bound to one family none of the other's: such a server would join
+ * its groups and never hear them. */
+static gboolean
+check_multicast_bind (const SbServerConfig  *config,
+                      GError               **error)
+{
+  g_autoptr(GInetAddress) bound = NULL;
+
+  if (config->multicast_groups == NULL || config->bind_address == NULL)
+    return TRUE;
+  bound = g_inet_address_new_from_string (config->bind_address);
+  if (!g_inet_address_get_is_any (bound) && !g_inet_address_get_is_multicast (bound)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "bind-address %s is a unicast address, and a socket bound to it receives "
+                 "no multicast group's datagrams: leave bind-address out, or give a "
+                 "wildcard or a group", config->bind_address);
+    return FALSE;
+  }
+  for (guint i = 0; config->multicast_groups[i] != NULL; i++) {
+    g_autoptr(GInetAddress) group = g_inet_address_new_from_string (config->multicast_groups[i]);
+
+    if (g_inet_address_get_family (group) != g_inet_address_get_family (bound)) {
+      g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                   "multicast group %s and bind-address %s are of different families: "
+                   "leave bind-address out to serve both", config->multicast_groups[i],
+                   config->bind_address);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
+sb_server_config_check (const SbServerConfig  *config,
+                        GError               **error)
+{
+  g_return_val_if_fail (config != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return check_multicast_bind (config, error);
 }

@@ -13,6 +13,9 @@ G_BEGIN_DECLS
 #define SB_DEFAULT_UDP_PEER_TIMEOUT_MS 60000
 #define SB_MAX_IDENTIFIER_BYTES        255
 #define SB_MAX_DELIMITER_BYTES         64
+/* Linux joins at most 20 IPv4 groups per socket by default
+ * (net.ipv4.igmp_max_memberships). */
+#define SB_MAX_MULTICAST_GROUPS        20
 
 /* The settings of one server: what CreateServer* asked for, plus who owns
  * it. Plain data, so the state file and the option parser can be tested
@@ -31,6 +34,8 @@ typedef struct {
   gboolean  batch;              /* data as ServerDataInBatch signals */
   gboolean  strip_delimiter;    /* frames without their delimiter */
   GStrv     allow_from;         /* canonical entries; NULL = everyone */
+  GStrv     multicast_groups;   /* canonical group addresses; NULL = none */
+  char     *multicast_interface; /* NULL = the kernel's choice */
   guint32   owner_uid;
 } SbServerConfig;
 
@@ -65,6 +70,12 @@ GVariant       *sb_server_config_to_options    (const SbServerConfig *config);
 gboolean        sb_server_config_apply_option  (SbServerConfig       *config,
                                                 const char           *key,
                                                 GVariant             *value,
+                                                GError              **error);
+
+/* Checks the rules between options, which no single option can: what
+ * sb_server_config_new_from_args() does once every option is applied.
+ * Fails with SB_ERROR_INVALID_ARGUMENT. */
+gboolean        sb_server_config_check         (const SbServerConfig *config,
                                                 GError              **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbServerConfig, sb_server_config_free)

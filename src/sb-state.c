@@ -50,7 +50,7 @@ static const char * const sb_server_members[] = {
   "port", "udp", "identifier", "delimiter", "bind-address", "batch",
   "flush-timeout-ms", "max-message-bytes", "max-connections",
   "udp-peer-timeout-ms", "owner-uid",
-  "strip-delimiter", "allow-from",
+  "strip-delimiter", "allow-from", "multicast-groups", "multicast-interface",
   NULL
 };
 
@@ -68,6 +68,8 @@ typedef struct
 static const SbOptionMember sb_option_members[] = {
   { "strip-delimiter", "b" },
   { "allow-from", "as" },
+  { "multicast-groups", "as" },
+  { "multicast-interface", "s" },
 };
 
 static GPtrArray *
@@ -334,6 +336,19 @@ type_in_words (const char *type)
   return "an array of strings";
 }
 
+/* The rules between options, as CreateServerWithOptions() checks them. */
+static gboolean
+check_options (const SbServerConfig  *config,
+               guint                  server,
+               GError               **error)
+{
+  g_autoptr(GError) check_error = NULL;
+
+  if (sb_server_config_check (config, &check_error))
+    return TRUE;
+  return invalid (error, server, "%s", check_error->message);
+}
+
 /* Through the option parser, so that the file holds nothing a caller
  * could not have asked for. */
 static gboolean
@@ -357,7 +372,7 @@ read_option_members (JsonObject      *object,
     if (!sb_server_config_apply_option (config, member->name, value, &option_error))
       return invalid (error, server, "%s", option_error->message);
   }
-  return TRUE;
+  return check_options (config, server, error);
 }
 
 static SbServerConfig *

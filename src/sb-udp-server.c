@@ -3,8 +3,11 @@
 
 #include "sb-udp-server.h"
 
+#include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "sb-error.h"
 #include "sb-framer.h"
@@ -467,6 +470,72 @@ open_socket (const SbServerConfig  *config,
   return g_steal_pointer (&socket);
 }
 
+/* FALSE with errno set. */
+static gboolean
+set_multicast_interface (GSocket  *socket,
+                         gboolean  ipv4,
+                         gboolean  ipv6,
+                         guint     index)
+{
+  int fd = g_socket_get_fd (socket);
+  struct ip_mreqn request = { .imr_ifindex = (int) index };
+
+  if (ipv4 && setsockopt (fd, IPPROTO_IP, IP_MULTICAST_IF, &request, sizeof request) != 0)
+    return FALSE;
+  if (ipv6 && setsockopt (fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, sizeof index) != 0)
+    return FALSE;
+  return TRUE;
+}
+
+/* Joins the server's groups on its multicast-interface (or where the
+ * kernel routes each group), and sends its datagrams to groups out of
+ * that interface. A server that joined groups hears only its own: by
+ * default Linux hands a socket the datagrams of every group any socket
+ * of the host joined, on its port. */
+static gboolean
+set_up_multicast (SbUdpServer           *self,
+                  const SbServerConfig  *config,
+                  GError               **error)
+{
+  const char *name = config->multicast_interface;
+  gboolean ipv6 = g_socket_get_family (self->socket) == G_SOCKET_FAMILY_IPV6;
+  gboolean ipv4 = !ipv6 || config->bind_address == NULL;
+  guint index = 0;
+  int saved_errno;
+
+  if (name != NULL) {
+    index = if_nametoindex (name);
+    if (index == 0) {
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "no network interface named '%s'", name);
+      return FALSE;
+    }
+    if (!set_multicast_interface (self->socket, ipv4, ipv6, index)) {
+      saved_errno = errno;
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "cannot send multicast out of %s: %s",
+                   name, g_strerror (saved_errno));
+      return FALSE;
+    }
+  }
+  if (config->multicast_groups == NULL)
+    return TRUE;
+  if (ipv4)
+    g_socket_set_option (self->socket, IPPROTO_IP, IP_MULTICAST_ALL, 0, NULL);
+  if (ipv6)
+    g_socket_set_option (self->socket, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0, NULL);
+  for (guint i = 0; config->multicast_groups[i] != NULL; i++) {
+    g_autoptr(GInetAddress) group = g_inet_address_new_from_string (config->multicast_groups[i]);
+    g_autoptr(GError) io_error = NULL;
+
+    if (!g_socket_join_multicast_group (self->socket, group, FALSE, name, &io_error)) {
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "cannot join multicast group %s%s%s: %s",
+                   config->multicast_groups[i], name != NULL ? " on " : "",
+                   name != NULL ? name : "", io_error->message);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 static gboolean
 sb_udp_server_start (SbServer  *server,
                      GError   **error)
@@ -487,6 +556,11 @@ sb_udp_server_start (SbServer  *server,
     return FALSE;
   }
   sb_server_set_bound_port (server, g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
+  if (!set_up_multicast (self, config, error)) {
+    g_socket_close (self->socket, NULL);
+    g_clear_object (&self->socket);
+    return FALSE;
+  }
   if (sb_udp_buffers == NULL)
     sb_udp_buffers = g_malloc (SB_UDP_BATCH * 65536);
   /* A datagram is a frame boundary, so partial frames never wait. */

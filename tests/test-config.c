@@ -11,7 +11,8 @@
 
 #define ALL_OPTIONS \
   "allow-from, batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
-  "max-connections, max-message-bytes, strip-delimiter, udp-peer-timeout-ms"
+  "max-connections, max-message-bytes, multicast-groups, multicast-interface, strip-delimiter, " \
+  "udp-peer-timeout-ms"
 
 static GVariant *
 parse_options (const char *text)
@@ -58,6 +59,8 @@ assert_defaults (const SbServerConfig *config)
   g_assert_false (config->batch);
   g_assert_false (config->strip_delimiter);
   g_assert_null (config->allow_from);
+  g_assert_null (config->multicast_groups);
+  g_assert_null (config->multicast_interface);
   g_assert_cmpuint (config->owner_uid, ==, 0);
 }
 
@@ -368,6 +371,8 @@ test_same_settings (void)
   CHECK_DIFFERENT (b->strip_delimiter = TRUE);
   CHECK_DIFFERENT (g_strfreev (b->allow_from); b->allow_from = g_strsplit ("::1", ",", -1));
   CHECK_DIFFERENT (g_strfreev (b->allow_from); b->allow_from = g_strsplit ("::1,::2", ",", -1));
+  CHECK_DIFFERENT (g_strfreev (b->multicast_groups); b->multicast_groups = g_strsplit ("ff15::1", ",", -1));
+  CHECK_DIFFERENT (g_free (b->multicast_interface); b->multicast_interface = g_strdup ("eth0"));
 #undef CHECK_DIFFERENT
 
   /* Port and owner are not settings. */
@@ -472,6 +477,126 @@ test_to_options_round_trip (void)
   assert_options_round_trip (every);
   every->use_udp = TRUE;
   assert_options_round_trip (every);
+  g_clear_pointer (&every, sb_server_config_free);
+
+  every = sb_server_config_new_from_args (5000, "", TRUE, "multicast", NULL, &error);
+  g_assert_no_error (error);
+  assert_options_round_trip (every);
+  every->multicast_groups = g_strsplit ("239.1.2.3,ff15::1", ",", -1);
+  every->multicast_interface = g_strdup ("eth0");
+  assert_options_round_trip (every);
+}
+
+static void
+test_multicast (void)
+{
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(GVariant) shown = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+
+  options = g_variant_ref_sink (g_variant_new_parsed (
+      "{'multicast-groups': <['239.1.2.3', 'FF15:0::1', '224.0.0.251']>,"
+      " 'multicast-interface': <'eth0'>}"));
+  config = sb_server_config_new_from_args (5353, "", TRUE, "", options, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstrv (config->multicast_groups,
+                    ((const char * const[]) { "239.1.2.3", "ff15::1", "224.0.0.251", NULL }));
+  g_assert_cmpstr (config->multicast_interface, ==, "eth0");
+  shown = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_assert_true (g_variant_lookup (shown, "multicast-interface", "&s", NULL));
+  g_clear_pointer (&config, sb_server_config_free);
+
+  /* UDP's only: a TCP server refuses them, and does not show them. */
+  config = sb_server_config_new_from_args (5353, "", FALSE, "", options, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "is for UDP servers only"));
+  g_clear_error (&error);
+  config = sb_server_config_new_from_args (5353, "", FALSE, "", NULL, &error);
+  g_clear_pointer (&shown, g_variant_unref);
+  shown = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_assert_false (g_variant_lookup (shown, "multicast-groups", "^as", NULL));
+  g_assert_false (g_variant_lookup (shown, "multicast-interface", "&s", NULL));
+}
+
+typedef struct
+{
+  const char *options;
+  const char *message;    /* a substring */
+} UdpInvalidCase;
+
+static const UdpInvalidCase udp_invalid_cases[] = {
+  { "{'multicast-groups': <['10.0.0.1']>}",
+    "multicast-groups entry '10.0.0.1' is not a numeric IPv4 or IPv6 multicast address" },
+  { "{'multicast-groups': <['ff15::1', 'fe80::1']>}", "entry 'fe80::1' is not a numeric" },
+  { "{'multicast-groups': <['']>}", "entry '' is not" },
+  { "{'multicast-groups': <['239.1.2.3/32']>}", "entry '239.1.2.3/32' is not" },
+  { "{'multicast-groups': <['239.1.2.3', 'FF15::1', '239.1.2.3']>}",
+    "multicast-groups entry '239.1.2.3' names group 239.1.2.3 a second time" },
+  { "{'multicast-groups': <['ff15::1', 'FF15:0::1']>}", "names group ff15::1 a second time" },
+  { "{'multicast-groups': <'239.1.2.3'>}", "option 'multicast-groups' must be of type 'as', not 's'" },
+  { "{'multicast-interface': <''>}",
+    "option 'multicast-interface' must be a network interface name (1 to 15 bytes, "
+    "without '/', ':' or white space), not ''" },
+  { "{'multicast-interface': <'a-name-of-16-byt'>}", "not 'a-name-of-16-byt'" },
+  { "{'multicast-interface': <'eth0:1'>}", "not 'eth0:1'" },
+  { "{'multicast-interface': <'../x'>}", "not '../x'" },
+  { "{'multicast-interface': <'eth 0'>}", "not 'eth 0'" },
+  { "{'multicast-interface': <'..'>}", "not '..'" },
+  { "{'multicast-interface': <uint32 2>}", "must be of type 's', not 'u'" },
+  { "{'multicast-groups': <['239.1.2.3']>, 'bind-address': <'127.0.0.1'>}",
+    "bind-address 127.0.0.1 is a unicast address" },
+  { "{'multicast-groups': <['ff15::1']>, 'bind-address': <'0.0.0.0'>}",
+    "multicast group ff15::1 and bind-address 0.0.0.0 are of different families" },
+  { "{'bind-address': <'239.1.2.3'>, 'multicast-groups': <['239.1.2.3', 'ff15::1']>}",
+    "multicast group ff15::1 and bind-address 239.1.2.3 are of different families" },
+};
+
+static void
+test_multicast_invalid (void)
+{
+  g_autoptr(GVariantBuilder) many = g_variant_builder_new (G_VARIANT_TYPE ("as"));
+  g_autoptr(GVariant) too_many = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  static const char * const valid[] = {
+    "{'multicast-groups': <['239.1.2.3']>, 'bind-address': <'0.0.0.0'>}",
+    "{'multicast-groups': <['239.1.2.3']>, 'bind-address': <'239.1.2.3'>}",
+    "{'multicast-groups': <['ff02::fb']>, 'bind-address': <'::'>}",
+    "{'multicast-groups': <@as []>, 'bind-address': <'127.0.0.1'>}",
+    "{'multicast-interface': <'lo'>, 'bind-address': <'127.0.0.1'>}",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (udp_invalid_cases); i++) {
+    g_autoptr(GVariant) options = g_variant_ref_sink (g_variant_new_parsed (udp_invalid_cases[i].options));
+
+    g_test_message ("options %s", udp_invalid_cases[i].options);
+    config = sb_server_config_new_from_args (1, "", TRUE, "", options, &error);
+    g_assert_null (config);
+    g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+    g_assert_nonnull (strstr (error->message, udp_invalid_cases[i].message));
+    g_clear_error (&error);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS (valid); i++) {
+    g_autoptr(GVariant) options = g_variant_ref_sink (g_variant_new_parsed (valid[i]));
+
+    config = sb_server_config_new_from_args (1, "", TRUE, "", options, &error);
+    g_assert_no_error (error);
+    g_clear_pointer (&config, sb_server_config_free);
+  }
+
+  for (guint i = 0; i < SB_MAX_MULTICAST_GROUPS + 1; i++) {
+    g_autofree char *group = g_strdup_printf ("239.0.0.%u", i);
+
+    g_variant_builder_add (many, "s", group);
+  }
+  too_many = g_variant_ref_sink (g_variant_new_parsed ("{'multicast-groups': %v}",
+                                                       g_variant_builder_end (many)));
+  config = sb_server_config_new_from_args (1, "", TRUE, "", too_many, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==, "option 'multicast-groups' has 21 entries; at most 20 are allowed");
 }
 
 static void
@@ -609,6 +734,8 @@ main (int    argc,
   g_test_add_func ("/config/allow-from/canonical", test_allow_from_canonical);
   g_test_add_func ("/config/allow-from/too-many", test_allow_from_too_many);
   g_test_add_func ("/config/allow-from/matching", test_allow_from_matching);
+  g_test_add_func ("/config/multicast", test_multicast);
+  g_test_add_func ("/config/multicast/invalid", test_multicast_invalid);
 
   return g_test_run ();
 }

@@ -84,6 +84,11 @@ new_configs (void)
   config->allow_from = g_strsplit ("10.0.0.0/8,::1,fe80::/10", ",", -1);
   g_ptr_array_add (configs, config);
 
+  config = new_config (5353, TRUE, "mdns", "", 0, NULL);
+  config->multicast_groups = g_strsplit ("224.0.0.251,ff02::fb", ",", -1);
+  config->multicast_interface = g_strdup ("eth0");
+  g_ptr_array_add (configs, config);
+
   g_ptr_array_add (configs, new_config (1, TRUE, "", NULL, 0, "fe80::1"));
   return configs;
 }
@@ -398,6 +403,47 @@ test_option_members (void)
   g_assert_nonnull (strstr (text, "\"strip-delimiter\" : true"));
   configs = parse_ok (text);
   assert_same_configs (strip_configs, configs);
+}
+
+#define UDP_SERVER(members) \
+  "{\"version\": 1, \"servers\": [{\"port\": 5353, \"udp\": true, \"identifier\": \"m\"," \
+  " \"delimiter\": \"\", \"flush-timeout-ms\": 0, \"max-message-bytes\": 1," \
+  " \"max-connections\": 1, \"udp-peer-timeout-ms\": 0, \"owner-uid\": 0" members "}]}"
+
+static void
+test_multicast_members (void)
+{
+  static const char * const invalid_cases[][2] = {
+    { UDP_SERVER (", \"multicast-groups\": [\"10.0.0.1\"]"),
+      "server 1: multicast-groups entry '10.0.0.1' is not a numeric IPv4 or IPv6 multicast" },
+    { UDP_SERVER (", \"multicast-groups\": \"239.1.2.3\""),
+      "server 1: 'multicast-groups' must be an array of strings" },
+    { UDP_SERVER (", \"multicast-interface\": \"\""),
+      "server 1: option 'multicast-interface' must be a network interface name" },
+    { UDP_SERVER (", \"multicast-interface\": [\"eth0\"]"),
+      "server 1: 'multicast-interface' must be a string" },
+    { UDP_SERVER (", \"multicast-groups\": [\"239.1.2.3\"], \"bind-address\": \"127.0.0.1\""),
+      "server 1: bind-address 127.0.0.1 is a unicast address" },
+    { "{\"version\": 1, \"servers\": [{\"port\": 5353, \"udp\": false, \"identifier\": \"m\","
+      " \"delimiter\": \"\", \"flush-timeout-ms\": 0, \"max-message-bytes\": 1,"
+      " \"max-connections\": 1, \"udp-peer-timeout-ms\": 0, \"owner-uid\": 0,"
+      " \"multicast-groups\": [\"239.1.2.3\"]}]}",
+      "server 1: option 'multicast-groups' is for UDP servers only" },
+  };
+  g_autoptr(GPtrArray) configs = parse_ok (UDP_SERVER (", \"multicast-groups\": [\"FF02::FB\"],"
+                                                       " \"multicast-interface\": \"eth0\""));
+  g_autoptr(GPtrArray) none = parse_ok (UDP_SERVER (", \"multicast-groups\": []"));
+  const SbServerConfig *config = g_ptr_array_index (configs, 0);
+  g_autofree char *text = NULL;
+
+  g_assert_cmpstrv (config->multicast_groups, ((const char * const[]) { "ff02::fb", NULL }));
+  g_assert_cmpstr (config->multicast_interface, ==, "eth0");
+  g_assert_null (((SbServerConfig *) g_ptr_array_index (none, 0))->multicast_groups);
+  text = sb_state_serialize (none, NULL);
+  g_assert_null (strstr (text, "multicast"));
+
+  for (gsize i = 0; i < G_N_ELEMENTS (invalid_cases); i++)
+    assert_invalid (invalid_cases[i][0], strlen (invalid_cases[i][0]), invalid_cases[i][1]);
 }
 
 static void
@@ -901,6 +947,7 @@ main (int    argc,
   g_test_add_func ("/state/invalid/template-is-valid", test_valid_member_template);
   g_test_add_func ("/state/option-members", test_option_members);
   g_test_add_func ("/state/allow-from", test_allow_from_member);
+  g_test_add_func ("/state/multicast", test_multicast_members);
   g_test_add_func ("/state/invalid/string-escapes", test_string_escapes);
   g_test_add_func ("/state/invalid/missing-members", test_missing_members);
   g_test_add_func ("/state/invalid/members", test_invalid_members);

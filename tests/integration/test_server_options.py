@@ -35,7 +35,18 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "udp-peer-timeout-ms": ("u", 60000),
 }
 
-# A value other than the default for every option that has one.
+# UDP servers have these too (TCP servers refuse them).
+UDP_DEFAULTS: dict[str, tuple[str, Any]] = {
+    "multicast-groups": ("as", []),
+}
+
+
+def defaults(use_udp: bool) -> dict[str, tuple[str, Any]]:
+    return {**DEFAULTS, **UDP_DEFAULTS} if use_udp else DEFAULTS
+
+
+# A value other than the default for every option that has one, but the
+# UDP-only ones (test_multicast.py).
 EVERY_OPTION: dict[str, Any] = {
     "allow-from": ["127.0.0.0/8", "::1"],
     "batch": True,
@@ -70,12 +81,12 @@ def as_variants(options: dict[str, tuple[str, Any]]) -> dict[str, Variant]:
 @pytest.mark.parametrize("use_udp", [False, True], ids=["tcp", "udp"])
 async def test_defaults(sb: Client, use_udp: bool) -> None:
     port = await sb.start_server("", use_udp, "defaults")
-    assert await get_options(sb, port, use_udp) == DEFAULTS
+    assert await get_options(sb, port, use_udp) == defaults(use_udp)
 
     # The delimiter argument shows as delimiter-bytes.
     other = await sb.start_server("\r\n", use_udp, "crlf")
     assert await get_options(sb, other, use_udp) == {
-        **DEFAULTS,
+        **defaults(use_udp),
         "delimiter-bytes": ("ay", b"\r\n"),
     }
 
@@ -84,7 +95,7 @@ async def test_defaults(sb: Client, use_udp: bool) -> None:
 async def test_every_option(sb: Client, use_udp: bool) -> None:
     port = await sb.start_server("ignored", use_udp, "every", EVERY_OPTION)
     got = await get_options(sb, port, use_udp)
-    assert set(got) == set(DEFAULTS) | {"bind-address"}
+    assert set(got) == set(defaults(use_udp)) | {"bind-address"}
     for key, value in EVERY_OPTION.items():
         assert got[key] == (DEFAULTS.get(key, ("s", ""))[0], value), key
 

@@ -22,6 +22,7 @@ from sbharness import (
 # Members of the state file that an older daemon does not know: written
 # only when not at their default.
 NEWER_MEMBERS = {"strip-delimiter", "allow-from"}
+UDP_NEWER_MEMBERS = {"multicast-groups", "multicast-interface"}
 
 # Every option with a value other than its default, per protocol
 # (exit-with-caller servers are not kept, so it is not here).
@@ -39,6 +40,9 @@ EVERY_OPTION: dict[bool, dict[str, Any]] = {
     },
     True: {
         "allow-from": ["10.0.0.0/8", "fe80::/10"],
+        # Joined on the loopback: nothing leaves the machine.
+        "multicast-groups": ["239.1.2.3", "ff15::5b"],
+        "multicast-interface": "lo",
         "batch": True,
         "delimiter-bytes": b"\n",
         "flush-timeout-ms": 42,
@@ -90,10 +94,14 @@ async def test_restart_keeps_every_option(
 
     written = await read_state(state)
     by_identifier = {s["identifier"]: s for s in written["servers"]}
-    for name in ("every-tcp", "every-udp"):
-        assert set(by_identifier[name]) >= NEWER_MEMBERS, by_identifier[name]
+    assert set(by_identifier["every-tcp"]) >= NEWER_MEMBERS, by_identifier["every-tcp"]
+    every_udp = by_identifier["every-udp"]
+    assert set(every_udp) >= NEWER_MEMBERS | UDP_NEWER_MEMBERS, every_udp
+    assert every_udp["multicast-groups"] == ["239.1.2.3", "ff15::5b"]
+    assert every_udp["multicast-interface"] == "lo"
     for name in ("defaults-tcp", "defaults-udp"):
-        assert not set(by_identifier[name]) & NEWER_MEMBERS, by_identifier[name]
+        members = set(by_identifier[name])
+        assert not members & (NEWER_MEMBERS | UDP_NEWER_MEMBERS), by_identifier[name]
 
     await d1.stop(sig)
     mark = sb.rec.mark()
@@ -147,7 +155,10 @@ async def test_older_state_file_loads(
     assert tcp_options["strip-delimiter"] == ("b", False)
     assert bytes(tcp_options["delimiter-bytes"][1]) == b"\r\n"
     assert tcp_options["allow-from"] == ("as", [])
-    assert (await get_options(sb, udp, True))["strip-delimiter"] == ("b", False)
+    udp_options = await get_options(sb, udp, True)
+    assert udp_options["strip-delimiter"] == ("b", False)
+    assert udp_options["multicast-groups"] == ("as", [])
+    assert "multicast-interface" not in udp_options
 
 
 @pytest.mark.parametrize(
@@ -157,6 +168,8 @@ async def test_older_state_file_loads(
         (True, "strip-delimiter", True, False),
         (False, "allow-from", ["127.0.0.1"], ["127.0.0.1", "::1"]),
         (True, "allow-from", ["10.0.0.0/8"], []),
+        (True, "multicast-groups", ["239.1.2.3"], ["239.1.2.4"]),
+        (True, "multicast-interface", "lo", None),
     ],
 )
 async def test_idempotent_create_compares_newer_options(
@@ -168,6 +181,6 @@ async def test_idempotent_create_compares_newer_options(
     await sb.wait_online(port, start=start)
     assert await sb.create_server(port, "\n", use_udp, "idem", {option: value}) == port
     with pytest.raises(DBusError) as exc:
-        await sb.create_server(port, "\n", use_udp, "idem", {option: other})
+        await sb.create_server(port, "\n", use_udp, "idem", {option: other} if other else None)
     assert exc.value.type == ERR_ADDRESS_IN_USE
     assert "other settings" in exc.value.text
