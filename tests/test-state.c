@@ -446,6 +446,28 @@ test_multicast_members (void)
     assert_invalid (invalid_cases[i][0], strlen (invalid_cases[i][0]), invalid_cases[i][1]);
 }
 
+/* The fuzz target's seeds that are valid must stay valid, or the fuzzer
+ * would start from refused files only and never reach the readers of the
+ * members. */
+static void
+test_valid_seeds (void)
+{
+  static const char * const seeds[] = { "valid.json", "options.json" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (seeds); i++) {
+    g_autofree char *path = g_test_build_filename (G_TEST_DIST, "fuzz", "corpus", "state",
+                                                   seeds[i], NULL);
+    g_autofree char *text = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) configs = NULL;
+
+    g_file_get_contents (path, &text, NULL, &error);
+    g_assert_no_error (error);
+    configs = parse_ok (text);
+    g_assert_cmpuint (configs->len, >, 0);
+  }
+}
+
 static void
 test_allow_from_member (void)
 {
@@ -948,6 +970,7 @@ main (int    argc,
   g_test_add_func ("/state/option-members", test_option_members);
   g_test_add_func ("/state/allow-from", test_allow_from_member);
   g_test_add_func ("/state/multicast", test_multicast_members);
+  g_test_add_func ("/state/valid-fuzz-seeds", test_valid_seeds);
   g_test_add_func ("/state/invalid/string-escapes", test_string_escapes);
   g_test_add_func ("/state/invalid/missing-members", test_missing_members);
   g_test_add_func ("/state/invalid/members", test_invalid_members);
