@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 #include "sb-state.h"
 
@@ -466,6 +469,135 @@ test_valid_seeds (void)
     configs = parse_ok (text);
     g_assert_cmpuint (configs->len, >, 0);
   }
+}
+
+/* ---- json-glib alone ----------------------------------------------------
+ *
+ * Why src/sb-json-check.c runs before json-glib: each case is a value that
+ * json-glib reads without an error as something else than the text says,
+ * so that no check of the parsed value's type or range can tell. json-glib
+ * 1.6 (Debian 12) is the one the daemon must live with; what another
+ * version does is only reported. Either way sb_state_parse() refuses the
+ * file. */
+
+typedef struct
+{
+  const char *name;
+  const char *json;         /* the value of member "v" */
+  const char *read_by_1_6;  /* what json-glib 1.6 makes of it, as JSON */
+} JsonGlibCase;
+
+static const JsonGlibCase json_glib_misreads[] = {
+  /* A port written with a leading zero is octal to json-glib 1.6. */
+  { "octal", "05000", "2560" },
+  /* A negative integer past 64 bits wraps into range. */
+  { "negative-wrap", "-18446744073709546616", "5000" },
+  /* A string stops at \u0000: an identifier silently cut short. */
+  { "nul-escape", "\"a\\u0000b\"", "\"a\"" },
+  /* An escape JSON does not have loses its backslash. */
+  { "bad-escape", "\"\\x41\"", "\"x41\"" },
+  /* Not misreads, but not JSON either: what json-glib lets through. */
+  { "hex", "0x1388", "5000" },
+  { "single-quotes", "'x'", "\"x\"" },
+  { "block-comment", "/* c */ 5000", "5000" },
+  /* A positive integer past 64 bits becomes -1: the range check would
+   * refuse that, the syntax check refuses it first. */
+  { "positive-huge", "18446744073709556616", "-1" },
+};
+
+/* What json-glib alone makes of {"v": @json}, as JSON text; NULL when it
+ * refuses it. */
+static char *
+json_glib_reads (const char *json)
+{
+  g_autofree char *document = g_strdup_printf ("{\"v\": %s}", json);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) error = NULL;
+  JsonObject *object;
+
+  if (!json_parser_load_from_data (parser, document, -1, &error)) {
+    g_test_message ("json-glib refuses %s: %s", document, error->message);
+    return NULL;
+  }
+  object = json_node_get_object (json_parser_get_root (parser));
+  return json_to_string (json_object_get_member (object, "v"), FALSE);
+}
+
+static void
+test_json_glib_misreads (void)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (json_glib_misreads); i++) {
+    const JsonGlibCase *c = &json_glib_misreads[i];
+    g_autofree char *read = json_glib_reads (c->json);
+    g_autofree char *port = document_with_member ("port", c->json);
+    g_autofree char *identifier = document_with_member ("identifier", c->json);
+
+    g_test_message ("%s: json-glib %d.%d reads %s as %s", c->name, JSON_MAJOR_VERSION,
+                    JSON_MINOR_VERSION, c->json, read != NULL ? read : "(refused)");
+#if !JSON_CHECK_VERSION (1, 7, 0)
+    g_assert_cmpstr (read, ==, c->read_by_1_6);
+#endif
+    assert_invalid (port, strlen (port), "not valid JSON");
+    assert_invalid (identifier, strlen (identifier), "not valid JSON");
+  }
+}
+
+/* json-glib 1.6 reads only the first of two documents (and leaks the
+ * second, hence the subprocess, out of valgrind's sight), and 1.10 makes
+ * an array of them: a file with a second half appended is taken for its
+ * first half, or for something else. */
+static void
+test_json_glib_second_value (void)
+{
+  static const char two[] = "{\"version\": 1, \"servers\": []} {\"version\": 1, "
+                            "\"servers\": [" VALID_SERVER "]}";
+
+  if (g_test_subprocess ()) {
+    g_autoptr(JsonParser) parser = json_parser_new ();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *read = NULL;
+
+    g_assert_true (json_parser_load_from_data (parser, two, -1, &error));
+    read = json_to_string (json_parser_get_root (parser), FALSE);
+    g_print ("%s", read);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+#if !JSON_CHECK_VERSION (1, 7, 0)
+  g_test_trap_assert_stdout ("{\"version\":1,\"servers\":[]}");
+#endif
+  assert_invalid (two, strlen (two), "more data after the JSON value");
+}
+
+/* A million '[' (1 MB, well under the 4 MiB bound on the file): json-glib
+ * 1.6 recurses once per level and overflows an 8 MiB stack. The daemon
+ * would crash at every start. */
+#define DEEP_LEVELS 1000000
+
+static void
+test_json_glib_deep_nesting (void)
+{
+  g_autofree char *deep = g_strnfill (DEEP_LEVELS, '[');
+
+  if (g_test_subprocess ()) {
+    struct rlimit stack = { 8 * 1024 * 1024, 8 * 1024 * 1024 };
+    struct rlimit no_core = { 0, 0 };
+    g_autoptr(JsonParser) parser = json_parser_new ();
+
+    /* The main thread's stack grows up to the limit of the moment. */
+    setrlimit (RLIMIT_STACK, &stack);
+    setrlimit (RLIMIT_CORE, &no_core);
+    g_assert_false (json_parser_load_from_data (parser, deep, DEEP_LEVELS, NULL));
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+#if !JSON_CHECK_VERSION (1, 7, 0)
+  g_test_trap_assert_failed ();
+#endif
+  g_test_message ("json-glib on %d nested arrays: %s", DEEP_LEVELS,
+                  g_test_trap_has_passed () ? "refused" : "crashed");
+  assert_invalid (deep, DEEP_LEVELS, "nested too deeply");
 }
 
 static void
@@ -971,6 +1103,9 @@ main (int    argc,
   g_test_add_func ("/state/allow-from", test_allow_from_member);
   g_test_add_func ("/state/multicast", test_multicast_members);
   g_test_add_func ("/state/valid-fuzz-seeds", test_valid_seeds);
+  g_test_add_func ("/state/json-glib/misreads", test_json_glib_misreads);
+  g_test_add_func ("/state/json-glib/second-value", test_json_glib_second_value);
+  g_test_add_func ("/state/json-glib/deep-nesting", test_json_glib_deep_nesting);
   g_test_add_func ("/state/invalid/string-escapes", test_string_escapes);
   g_test_add_func ("/state/invalid/missing-members", test_missing_members);
   g_test_add_func ("/state/invalid/members", test_invalid_members);
