@@ -14,6 +14,7 @@
 #include "sb-source.h"
 #include "sb-state.h"
 #include "sb-statistics.h"
+#include "sb-udp-server.h"
 
 /* How often, and how far apart, a server of the state file whose port is
  * still taken is tried again: a replaced instance may not have let go of
@@ -843,6 +844,8 @@ method_get_statistics (SbDaemon              *self,
   g_variant_builder_add (&builder, "{st}", "servers", (guint64) g_hash_table_size (self->servers));
   g_variant_builder_add (&builder, "{st}", "bus-backlog-bytes", sb_backlog_get_pending (self->backlog));
   g_variant_builder_add (&builder, "{st}", "bus-stalls", sb_backlog_get_stalls (self->backlog));
+  g_variant_builder_add (&builder, "{st}", "connections-denied", sb_statistics.connections_denied);
+  g_variant_builder_add (&builder, "{st}", "udp-datagrams-denied", sb_statistics.udp_datagrams_denied);
   g_dbus_method_invocation_return_value (invocation, g_variant_new ("(a{st})", &builder));
 }
 
@@ -953,6 +956,18 @@ sb_daemon_finalize (GObject *object)
   G_OBJECT_CLASS (sb_daemon_parent_class)->finalize (object);
 }
 
+/* Methods added after the first interface; their handlers are at the end. */
+static gboolean handle_get_server_options (SbSockbridge1         *iface,
+                                           GDBusMethodInvocation *invocation,
+                                           guint16                port,
+                                           gboolean               use_udp);
+static gboolean handle_server_send_to      (SbSockbridge1         *iface,
+                                           GDBusMethodInvocation *invocation,
+                                           guint16                port,
+                                           GVariant              *data,
+                                           const char            *address,
+                                           guint16                remote_port);
+
 static void
 sb_daemon_iface_init (SbSockbridge1Iface *iface)
 {
@@ -965,6 +980,8 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_list_servers = handle_list_servers;
   iface->handle_list_connections = handle_list_connections;
   iface->handle_get_statistics = handle_get_statistics;
+  iface->handle_get_server_options = handle_get_server_options;
+  iface->handle_server_send_to = handle_server_send_to;
 }
 
 static void
@@ -1007,4 +1024,130 @@ sb_daemon_export (SbDaemon  *self,
 {
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), self->connection,
                                            SB_OBJECT_PATH, error);
+}
+
+/* ---- GetServerOptions --------------------------------------------------------------- */
+
+/* The server a caller names by port and protocol, when it may touch it. */
+static SbServer *
+find_server (SbDaemon  *self,
+             guint16    port,
+             gboolean   use_udp,
+             guint32    uid,
+             GError   **error)
+{
+  SbServer *server;
+
+  if (port == 0) {
+    g_set_error_literal (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                         "port must be from 1 to 65535, not 0");
+    return NULL;
+  }
+  server = g_hash_table_lookup (self->servers, server_key (port, use_udp));
+  if (server == NULL) {
+    g_set_error (error, SB_ERROR, SB_ERROR_NOT_FOUND, "no %s server on port %u",
+                 use_udp ? "UDP" : "TCP", port);
+    return NULL;
+  }
+  if (!may_touch (uid, server)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_PERMISSION_DENIED,
+                 "port %u/%s is served for another user", port, proto_name (use_udp));
+    return NULL;
+  }
+  return server;
+}
+
+static void
+method_get_server_options (SbDaemon              *self,
+                           GDBusMethodInvocation *invocation,
+                           guint32                uid)
+{
+  g_autoptr(GError) error = NULL;
+  SbServer *server;
+  guint16 port;
+  gboolean use_udp;
+
+  g_variant_get (parameters (invocation), "(qb)", &port, &use_udp);
+  server = find_server (self, port, use_udp, uid, &error);
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (
+      invocation, g_variant_new ("(@a{sv})", sb_server_config_to_options (sb_server_get_config (server))));
+}
+
+static gboolean
+handle_get_server_options (SbSockbridge1         *iface,
+                           GDBusMethodInvocation *invocation,
+                           guint16                port,
+                           gboolean               use_udp)
+{
+  return with_caller (iface, invocation, method_get_server_options);
+}
+
+/* ---- ServerSendTo ------------------------------------------------------------------- */
+
+/* Numeric only, as bind-address: a name would need a resolver, and a
+ * DriverWorks driver sends to addresses it already knows. An IPv6
+ * address may name its interface ("fe80::1%eth0"). */
+static GSocketAddress *
+parse_destination (const char  *address,
+                   guint16      remote_port,
+                   GError     **error)
+{
+  GSocketAddress *to;
+
+  if (remote_port == 0) {
+    g_set_error_literal (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                         "remote_port must be from 1 to 65535, not 0");
+    return NULL;
+  }
+  to = g_inet_socket_address_new_from_string (address, remote_port);
+  if (to == NULL)
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "address must be a numeric IPv4 or IPv6 address, not '%s'", address);
+  return to;
+}
+
+static void
+method_server_send_to (SbDaemon              *self,
+                       GDBusMethodInvocation *invocation,
+                       guint32                uid)
+{
+  g_autoptr(GVariant) data = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GSocketAddress) to = NULL;
+  g_autoptr(GError) error = NULL;
+  SbServer *server = NULL;
+  const char *address;
+  guint16 port, remote_port;
+
+  g_variant_get (parameters (invocation), "(q@ay&sq)", &port, &data, &address, &remote_port);
+  bytes = g_variant_get_data_as_bytes (data);
+  to = parse_destination (address, remote_port, &error);
+  if (to != NULL)
+    server = find_server (self, port, TRUE, uid, &error);
+  if (server == NULL || !sb_udp_server_send_to (SB_UDP_SERVER (server), to, bytes, &error)) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  sb_statistics.bytes_out += g_bytes_get_size (bytes);
+  if (G_UNLIKELY (self->log_frames)) {
+    g_autofree char *destination = g_strdup_printf ("%s port %u", address, remote_port);
+
+    sb_log_datagram (port, destination, g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
+  }
+  g_dbus_method_invocation_return_value (invocation, NULL);
+}
+
+static gboolean
+handle_server_send_to (SbSockbridge1         *iface,
+                       GDBusMethodInvocation *invocation,
+                       guint16                port,
+                       GVariant              *data,
+                       const char            *address,
+                       guint16                remote_port)
+{
+  return with_caller (iface, invocation, method_server_send_to);
 }

@@ -49,7 +49,27 @@ static const char * const sb_root_members[] = { "version", "servers", NULL };
 static const char * const sb_server_members[] = {
   "port", "udp", "identifier", "delimiter", "bind-address", "batch",
   "flush-timeout-ms", "max-message-bytes", "max-connections",
-  "udp-peer-timeout-ms", "owner-uid", NULL
+  "udp-peer-timeout-ms", "owner-uid",
+  "strip-delimiter", "allow-from", "multicast-groups", "multicast-interface",
+  NULL
+};
+
+/* Members added after the first format, named and typed as their
+ * CreateServerWithOptions() options. Each is optional and written only
+ * when it is not its default, so that a file without them stays readable
+ * by an older daemon, and one with them is refused by it ("unknown
+ * member") instead of misread. */
+typedef struct
+{
+  const char *name;
+  const char *type;   /* "b", "s" or "as" */
+} SbOptionMember;
+
+static const SbOptionMember sb_option_members[] = {
+  { "strip-delimiter", "b" },
+  { "allow-from", "as" },
+  { "multicast-groups", "as" },
+  { "multicast-interface", "s" },
 };
 
 static GPtrArray *
@@ -278,6 +298,83 @@ read_uints (JsonObject      *object,
   return TRUE;
 }
 
+/* The JSON value of @member as the GVariant its option takes, or NULL. */
+static GVariant *
+option_value (JsonNode             *node,
+              const SbOptionMember *member)
+{
+  g_autoptr(GPtrArray) strings = NULL;
+  JsonArray *array;
+
+  if (g_str_equal (member->type, "b") && JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_BOOLEAN)
+    return g_variant_new_boolean (json_node_get_boolean (node));
+  if (g_str_equal (member->type, "s") && JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_STRING)
+    return g_variant_new_string (json_node_get_string (node));
+  if (!g_str_equal (member->type, "as") || !JSON_NODE_HOLDS_ARRAY (node))
+    return NULL;
+  array = json_node_get_array (node);
+  strings = g_ptr_array_new ();
+  for (guint i = 0; i < json_array_get_length (array); i++) {
+    JsonNode *element = json_array_get_element (array, i);
+
+    if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+      return NULL;
+    g_ptr_array_add (strings, (gpointer) json_node_get_string (element));
+  }
+  return g_variant_new_strv ((const char * const *) strings->pdata, strings->len);
+}
+
+static const char *
+type_in_words (const char *type)
+{
+  if (g_str_equal (type, "b"))
+    return "true or false";
+  if (g_str_equal (type, "s"))
+    return "a string";
+  return "an array of strings";
+}
+
+/* The rules between options, as CreateServerWithOptions() checks them. */
+static gboolean
+check_options (const SbServerConfig  *config,
+               guint                  server,
+               GError               **error)
+{
+  g_autoptr(GError) check_error = NULL;
+
+  if (sb_server_config_check (config, &check_error))
+    return TRUE;
+  return invalid (error, server, "%s", check_error->message);
+}
+
+/* Through the option parser, so that the file holds nothing a caller
+ * could not have asked for. */
+static gboolean
+read_option_members (JsonObject      *object,
+                     guint            server,
+                     SbServerConfig  *config,
+                     GError         **error)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (sb_option_members); i++) {
+    const SbOptionMember *member = &sb_option_members[i];
+    g_autoptr(GVariant) value = NULL;
+    g_autoptr(GError) option_error = NULL;
+    JsonNode *node = json_object_get_member (object, member->name);
+
+    if (node == NULL)
+      continue;
+    value = option_value (node, member);
+    if (value == NULL)
+      return invalid (error, server, "'%s' must be %s", member->name, type_in_words (member->type));
+    g_variant_ref_sink (value);
+    if (!sb_server_config_apply_option (config, member->name, value, &option_error))
+      return invalid (error, server, "%s", option_error->message);
+  }
+  return check_options (config, server, error);
+}
+
 static SbServerConfig *
 parse_server (JsonObject  *object,
               guint        server,
@@ -293,7 +390,8 @@ parse_server (JsonObject  *object,
       !read_delimiter (object, server, config, error) ||
       !read_bind_address (object, server, config, error) ||
       !read_batch (object, server, config, error) ||
-      !read_uints (object, server, config, error))
+      !read_uints (object, server, config, error) ||
+      !read_option_members (object, server, config, error))
     return NULL;
   config->port = (guint16) port;
   return g_steal_pointer (&config);
@@ -422,6 +520,51 @@ add_string (JsonBuilder *builder,
 }
 
 static void
+add_variant (JsonBuilder *builder,
+             GVariant    *value)
+{
+  GVariantIter iter;
+  const char *element;
+
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN)) {
+    json_builder_add_boolean_value (builder, g_variant_get_boolean (value));
+  } else if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING)) {
+    json_builder_add_string_value (builder, g_variant_get_string (value, NULL));
+  } else {
+    json_builder_begin_array (builder);
+    g_variant_iter_init (&iter, value);
+    while (g_variant_iter_next (&iter, "&s", &element))
+      json_builder_add_string_value (builder, element);
+    json_builder_end_array (builder);
+  }
+}
+
+/* The members of sb_option_members whose option is not at its default,
+ * with the value GetServerOptions() shows: the two cannot disagree. */
+static void
+add_option_members (JsonBuilder          *builder,
+                    const SbServerConfig *config)
+{
+  g_autoptr(SbServerConfig) defaults = sb_server_config_new ();
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(GVariant) default_options = NULL;
+
+  defaults->use_udp = config->use_udp;
+  options = g_variant_ref_sink (sb_server_config_to_options (config));
+  default_options = g_variant_ref_sink (sb_server_config_to_options (defaults));
+  for (gsize i = 0; i < G_N_ELEMENTS (sb_option_members); i++) {
+    const char *name = sb_option_members[i].name;
+    g_autoptr(GVariant) value = g_variant_lookup_value (options, name, NULL);
+    g_autoptr(GVariant) default_value = g_variant_lookup_value (default_options, name, NULL);
+
+    if (value == NULL || (default_value != NULL && g_variant_equal (value, default_value)))
+      continue;
+    json_builder_set_member_name (builder, name);
+    add_variant (builder, value);
+  }
+}
+
+static void
 add_server (JsonBuilder          *builder,
             const SbServerConfig *config)
 {
@@ -444,6 +587,7 @@ add_server (JsonBuilder          *builder,
   for (gsize i = 0; i < G_N_ELEMENTS (sb_uint_members); i++)
     add_int (builder, sb_uint_members[i].name,
              G_STRUCT_MEMBER (guint32, config, sb_uint_members[i].offset));
+  add_option_members (builder, config);
   json_builder_end_object (builder);
 }
 

@@ -78,7 +78,7 @@ on_frame (const guint8 *data,
 {
   SbClient *client = user_data;
 
-  sb_server_client_data (sb_client_get_server (client), client, data, len);
+  sb_server_client_frame (sb_client_get_server (client), client, data, len, complete);
 }
 
 /* Reading while not paused nor closing; writing while anything is queued. */

@@ -31,6 +31,23 @@ refuse (SbTcpServer       *self,
                        sb_server_get_config (SB_SERVER (self))->max_connections);
 }
 
+/* A peer allow-from does not name is closed before it becomes a client:
+ * no handle, no signal. */
+static gboolean
+admitted (SbTcpServer       *self,
+          GSocketConnection *connection)
+{
+  g_autoptr(GSocketAddress) remote = NULL;
+
+  if (sb_server_get_config (SB_SERVER (self))->allow_from == NULL)
+    return TRUE;
+  remote = g_socket_connection_get_remote_address (connection, NULL);
+  if (remote != NULL && sb_server_admits (SB_SERVER (self), remote))
+    return TRUE;
+  g_socket_close (g_socket_connection_get_socket (connection), NULL);
+  return FALSE;
+}
+
 static gboolean
 on_incoming (GSocketService    *service,
              GSocketConnection *connection,
@@ -41,6 +58,8 @@ on_incoming (GSocketService    *service,
   g_autoptr(SbTcpConnection) client = NULL;
   g_autoptr(GError) error = NULL;
 
+  if (!admitted (self, connection))
+    return TRUE;
   if (sb_server_is_full (SB_SERVER (self))) {
     refuse (self, connection);
     return TRUE;

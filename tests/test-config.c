@@ -5,12 +5,14 @@
 
 #include <glib.h>
 
+#include "sb-allow.h"
 #include "sb-config.h"
 #include "sb-error.h"
 
 #define ALL_OPTIONS \
-  "batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
-  "max-connections, max-message-bytes, udp-peer-timeout-ms"
+  "allow-from, batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
+  "max-connections, max-message-bytes, multicast-groups, multicast-interface, strip-delimiter, " \
+  "udp-peer-timeout-ms"
 
 static GVariant *
 parse_options (const char *text)
@@ -55,6 +57,10 @@ assert_defaults (const SbServerConfig *config)
   g_assert_cmpuint (config->udp_peer_timeout_ms, ==, 60000);
   g_assert_false (config->exit_with_caller);
   g_assert_false (config->batch);
+  g_assert_false (config->strip_delimiter);
+  g_assert_null (config->allow_from);
+  g_assert_null (config->multicast_groups);
+  g_assert_null (config->multicast_interface);
   g_assert_cmpuint (config->owner_uid, ==, 0);
 }
 
@@ -115,8 +121,12 @@ test_every_option (void)
                              " 'max-message-bytes': <uint32 4096>,"
                              " 'max-connections': <uint32 3>,"
                              " 'udp-peer-timeout-ms': <uint32 1234>,"
-                             " 'batch': <true>}", &error);
+                             " 'batch': <true>,"
+                             " 'strip-delimiter': <true>,"
+                             " 'allow-from': <['10.0.0.0/8', '0:0::1']>}", &error);
   g_assert_no_error (error);
+  g_assert_true (config->strip_delimiter);
+  g_assert_cmpstrv (config->allow_from, ((const char * const[]) { "10.0.0.0/8", "::1", NULL }));
   g_assert_cmpstr (config->bind_address, ==, "192.168.1.5");
   assert_delimiter (config, delimiter, sizeof delimiter);
   g_assert_true (config->exit_with_caller);
@@ -202,6 +212,30 @@ static const InvalidCase invalid_cases[] = {
   { "{'delimiter-bytes': <@an [1]>}", "option 'delimiter-bytes' must be of type 'ay', not 'an'" },
   { "{'exit-with-caller': <uint32 1>}", "option 'exit-with-caller' must be of type 'b', not 'u'" },
   { "{'batch': <'yes'>}", "option 'batch' must be of type 'b', not 's'" },
+  { "{'strip-delimiter': <uint32 1>}", "option 'strip-delimiter' must be of type 'b', not 'u'" },
+  { "{'allow-from': <'10.0.0.1'>}", "option 'allow-from' must be of type 'as', not 's'" },
+  { "{'allow-from': <['10.0.0.1', 'localhost']>}",
+    "allow-from entry 'localhost' is not a numeric IPv4 or IPv6 address, nor one followed by "
+    "/ and a prefix length" },
+  { "{'allow-from': <['10.0.0.0/33']>}",
+    "allow-from entry '10.0.0.0/33' must have a prefix length from 0 to 32" },
+  { "{'allow-from': <['::/129']>}", "allow-from entry '::/129' must have a prefix length from 0 to 128" },
+  { "{'allow-from': <['10.1.2.3/8']>}",
+    "allow-from entry '10.1.2.3/8' has bits set past its prefix length; the network is 10.0.0.0/8" },
+  { "{'allow-from': <['fe80::1/10']>}", "*the network is fe80::/10" },
+  { "{'allow-from': <['::ffff:10.0.0.0/80']>}",
+    "allow-from entry '::ffff:10.0.0.0/80' reaches past the IPv4-mapped addresses ::ffff:0:0/96" },
+  { "{'allow-from': <['']>}", "*allow-from entry ''" },
+  { "{'allow-from': <['10.0.0.0/']>}", "*allow-from entry '10.0.0.0/'" },
+  { "{'allow-from': <['/8']>}", "*allow-from entry '/8'" },
+  { "{'allow-from': <['10.0.0.0/08']>}", "*allow-from entry '10.0.0.0/08'" },
+  { "{'allow-from': <['10.0.0.0/+8']>}", "*allow-from entry '10.0.0.0/+8'" },
+  { "{'allow-from': <['10.0.0.0/-1']>}", "*allow-from entry '10.0.0.0/-1'" },
+  { "{'allow-from': <['10.0.0.0/8/8']>}", "*allow-from entry '10.0.0.0/8/8'" },
+  { "{'allow-from': <['10.0.0.0 /8']>}", "*allow-from entry '10.0.0.0 /8'" },
+  { "{'allow-from': <['10.0.0.1 ']>}", "*allow-from entry '10.0.0.1 '" },
+  { "{'allow-from': <['fe80::1%lo']>}", "*allow-from entry 'fe80::1%lo'" },
+  { "{'allow-from': <['10.0.0.0/0000000000008']>}", "*allow-from entry '10.0.0.0/0000000000008'" },
   { "{'max-message-bytes': <uint64 5>}", "option 'max-message-bytes' must be of type 'u', not 't'" },
   { "{'max-connections': <'3'>}", "option 'max-connections' must be of type 'u', not 's'" },
   { "{'udp-peer-timeout-ms': <true>}", "option 'udp-peer-timeout-ms' must be of type 'u', not 'b'" },
@@ -334,6 +368,11 @@ test_same_settings (void)
   CHECK_DIFFERENT (b->udp_peer_timeout_ms++);
   CHECK_DIFFERENT (b->exit_with_caller = TRUE);
   CHECK_DIFFERENT (b->batch = TRUE);
+  CHECK_DIFFERENT (b->strip_delimiter = TRUE);
+  CHECK_DIFFERENT (g_strfreev (b->allow_from); b->allow_from = g_strsplit ("::1", ",", -1));
+  CHECK_DIFFERENT (g_strfreev (b->allow_from); b->allow_from = g_strsplit ("::1,::2", ",", -1));
+  CHECK_DIFFERENT (g_strfreev (b->multicast_groups); b->multicast_groups = g_strsplit ("ff15::1", ",", -1));
+  CHECK_DIFFERENT (g_free (b->multicast_interface); b->multicast_interface = g_strdup ("eth0"));
 #undef CHECK_DIFFERENT
 
   /* Port and owner are not settings. */
@@ -381,6 +420,296 @@ test_free_null (void)
   sb_server_config_free (NULL);
 }
 
+/* GetServerOptions(): every option, defaults included. */
+static void
+test_to_options_defaults (void)
+{
+  g_autoptr(SbServerConfig) config = sb_server_config_new ();
+  g_autoptr(GVariant) options = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_autofree char *text = g_variant_print (options, TRUE);
+
+  g_assert_cmpstr (text, ==,
+                   "{'allow-from': <@as []>, 'batch': <false>, 'delimiter-bytes': <@ay []>, "
+                   "'exit-with-caller': <false>, 'flush-timeout-ms': <uint32 1000>, "
+                   "'max-connections': <uint32 256>, 'max-message-bytes': <uint32 1048576>, "
+                   "'strip-delimiter': <false>, 'udp-peer-timeout-ms': <uint32 60000>}");
+}
+
+/* What GetServerOptions() answers, given back to CreateServerWithOptions(),
+ * asks for the same server: the HA side may re-create a server from it. */
+static void
+assert_options_round_trip (const SbServerConfig *config)
+{
+  g_autoptr(GVariant) options = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SbServerConfig) again = NULL;
+  g_autofree char *text = g_variant_print (options, TRUE);
+
+  g_test_message ("%s", text);
+  /* The delimiter argument is overridden by delimiter-bytes. */
+  again = sb_server_config_new_from_args (config->port, "ignored", config->use_udp,
+                                          config->identifier, options, &error);
+  g_assert_no_error (error);
+  g_assert_true (sb_server_config_same_settings (config, again));
+}
+
+static void
+test_to_options_round_trip (void)
+{
+  g_autoptr(SbServerConfig) defaults = sb_server_config_new ();
+  g_autoptr(SbServerConfig) full = new_full_config ();
+  g_autoptr(SbServerConfig) every = NULL;
+  g_autoptr(GError) error = NULL;
+
+  assert_options_round_trip (defaults);
+  assert_options_round_trip (full);
+  every = new_with_options ("{'bind-address': <'192.168.1.5'>,"
+                            " 'delimiter-bytes': <[byte 0x00, 0xff, 0x03]>,"
+                            " 'exit-with-caller': <true>,"
+                            " 'flush-timeout-ms': <uint32 0>,"
+                            " 'max-message-bytes': <uint32 4096>,"
+                            " 'max-connections': <uint32 3>,"
+                            " 'udp-peer-timeout-ms': <uint32 1234>,"
+                            " 'batch': <true>,"
+                            " 'strip-delimiter': <true>,"
+                            " 'allow-from': <['192.168.1.0/24', 'fe80::/10', '::1']>}", &error);
+  g_assert_no_error (error);
+  assert_options_round_trip (every);
+  every->use_udp = TRUE;
+  assert_options_round_trip (every);
+  g_clear_pointer (&every, sb_server_config_free);
+
+  every = sb_server_config_new_from_args (5000, "", TRUE, "multicast", NULL, &error);
+  g_assert_no_error (error);
+  assert_options_round_trip (every);
+  every->multicast_groups = g_strsplit ("239.1.2.3,ff15::1", ",", -1);
+  every->multicast_interface = g_strdup ("eth0");
+  assert_options_round_trip (every);
+}
+
+static void
+test_multicast (void)
+{
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(GVariant) shown = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+
+  options = g_variant_ref_sink (g_variant_new_parsed (
+      "{'multicast-groups': <['239.1.2.3', 'FF15:0::1', '224.0.0.251']>,"
+      " 'multicast-interface': <'eth0'>}"));
+  config = sb_server_config_new_from_args (5353, "", TRUE, "", options, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstrv (config->multicast_groups,
+                    ((const char * const[]) { "239.1.2.3", "ff15::1", "224.0.0.251", NULL }));
+  g_assert_cmpstr (config->multicast_interface, ==, "eth0");
+  shown = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_assert_true (g_variant_lookup (shown, "multicast-interface", "&s", NULL));
+  g_clear_pointer (&config, sb_server_config_free);
+
+  /* UDP's only: a TCP server refuses them, and does not show them. */
+  config = sb_server_config_new_from_args (5353, "", FALSE, "", options, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "is for UDP servers only"));
+  g_clear_error (&error);
+  config = sb_server_config_new_from_args (5353, "", FALSE, "", NULL, &error);
+  g_clear_pointer (&shown, g_variant_unref);
+  shown = g_variant_ref_sink (sb_server_config_to_options (config));
+  g_assert_false (g_variant_lookup (shown, "multicast-groups", "^as", NULL));
+  g_assert_false (g_variant_lookup (shown, "multicast-interface", "&s", NULL));
+}
+
+typedef struct
+{
+  const char *options;
+  const char *message;    /* a substring */
+} UdpInvalidCase;
+
+static const UdpInvalidCase udp_invalid_cases[] = {
+  { "{'multicast-groups': <['10.0.0.1']>}",
+    "multicast-groups entry '10.0.0.1' is not a numeric IPv4 or IPv6 multicast address" },
+  { "{'multicast-groups': <['ff15::1', 'fe80::1']>}", "entry 'fe80::1' is not a numeric" },
+  { "{'multicast-groups': <['']>}", "entry '' is not" },
+  { "{'multicast-groups': <['239.1.2.3/32']>}", "entry '239.1.2.3/32' is not" },
+  { "{'multicast-groups': <['239.1.2.3', 'FF15::1', '239.1.2.3']>}",
+    "multicast-groups entry '239.1.2.3' names group 239.1.2.3 a second time" },
+  { "{'multicast-groups': <['ff15::1', 'FF15:0::1']>}", "names group ff15::1 a second time" },
+  { "{'multicast-groups': <'239.1.2.3'>}", "option 'multicast-groups' must be of type 'as', not 's'" },
+  { "{'multicast-interface': <''>}",
+    "option 'multicast-interface' must be a network interface name (1 to 15 bytes, "
+    "without '/', ':' or white space), not ''" },
+  { "{'multicast-interface': <'a-name-of-16-byt'>}", "not 'a-name-of-16-byt'" },
+  { "{'multicast-interface': <'eth0:1'>}", "not 'eth0:1'" },
+  { "{'multicast-interface': <'../x'>}", "not '../x'" },
+  { "{'multicast-interface': <'eth 0'>}", "not 'eth 0'" },
+  { "{'multicast-interface': <'..'>}", "not '..'" },
+  { "{'multicast-interface': <uint32 2>}", "must be of type 's', not 'u'" },
+  { "{'multicast-groups': <['239.1.2.3']>, 'bind-address': <'127.0.0.1'>}",
+    "bind-address 127.0.0.1 is a unicast address" },
+  { "{'multicast-groups': <['ff15::1']>, 'bind-address': <'0.0.0.0'>}",
+    "multicast group ff15::1 and bind-address 0.0.0.0 are of different families" },
+  { "{'bind-address': <'239.1.2.3'>, 'multicast-groups': <['239.1.2.3', 'ff15::1']>}",
+    "multicast group ff15::1 and bind-address 239.1.2.3 are of different families" },
+};
+
+static void
+test_multicast_invalid (void)
+{
+  g_autoptr(GVariantBuilder) many = g_variant_builder_new (G_VARIANT_TYPE ("as"));
+  g_autoptr(GVariant) too_many = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  static const char * const valid[] = {
+    "{'multicast-groups': <['239.1.2.3']>, 'bind-address': <'0.0.0.0'>}",
+    "{'multicast-groups': <['239.1.2.3']>, 'bind-address': <'239.1.2.3'>}",
+    "{'multicast-groups': <['ff02::fb']>, 'bind-address': <'::'>}",
+    "{'multicast-groups': <@as []>, 'bind-address': <'127.0.0.1'>}",
+    "{'multicast-interface': <'lo'>, 'bind-address': <'127.0.0.1'>}",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (udp_invalid_cases); i++) {
+    g_autoptr(GVariant) options = g_variant_ref_sink (g_variant_new_parsed (udp_invalid_cases[i].options));
+
+    g_test_message ("options %s", udp_invalid_cases[i].options);
+    config = sb_server_config_new_from_args (1, "", TRUE, "", options, &error);
+    g_assert_null (config);
+    g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+    g_assert_nonnull (strstr (error->message, udp_invalid_cases[i].message));
+    g_clear_error (&error);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS (valid); i++) {
+    g_autoptr(GVariant) options = g_variant_ref_sink (g_variant_new_parsed (valid[i]));
+
+    config = sb_server_config_new_from_args (1, "", TRUE, "", options, &error);
+    g_assert_no_error (error);
+    g_clear_pointer (&config, sb_server_config_free);
+  }
+
+  for (guint i = 0; i < SB_MAX_MULTICAST_GROUPS + 1; i++) {
+    g_autofree char *group = g_strdup_printf ("239.0.0.%u", i);
+
+    g_variant_builder_add (many, "s", group);
+  }
+  too_many = g_variant_ref_sink (g_variant_new_parsed ("{'multicast-groups': %v}",
+                                                       g_variant_builder_end (many)));
+  config = sb_server_config_new_from_args (1, "", TRUE, "", too_many, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==, "option 'multicast-groups' has 21 entries; at most 20 are allowed");
+}
+
+static void
+test_allow_from_canonical (void)
+{
+  static const char * const cases[][2] = {
+    { "10.0.0.1", "10.0.0.1" },
+    { "10.0.0.1/32", "10.0.0.1" },
+    { "10.0.0.0/8", "10.0.0.0/8" },
+    { "0.0.0.0/0", "0.0.0.0/0" },
+    { "192.168.1.128/25", "192.168.1.128/25" },
+    { "0:0::1", "::1" },
+    { "::1/128", "::1" },
+    { "::/0", "::/0" },
+    { "FE80::/10", "fe80::/10" },
+    { "2001:db8::/33", "2001:db8::/33" },
+    /* An IPv4-mapped entry is the IPv4 entry it stands for. */
+    { "::ffff:10.0.0.1", "10.0.0.1" },
+    { "::ffff:10.0.0.0/104", "10.0.0.0/8" },
+    { "::ffff:0:0/96", "0.0.0.0/0" },
+  };
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *canonical = sb_allow_entry_canonical (cases[i][0], &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (canonical, ==, cases[i][1]);
+  }
+
+  /* An empty list admits everyone, as no list does: the same setting. */
+  options = g_variant_ref_sink (g_variant_new_parsed ("{'allow-from': <@as []>}"));
+  config = sb_server_config_new_from_args (1, "", FALSE, "", options, &error);
+  g_assert_no_error (error);
+  g_assert_null (config->allow_from);
+}
+
+static void
+test_allow_from_too_many (void)
+{
+  g_autoptr(GVariantBuilder) entries = g_variant_builder_new (G_VARIANT_TYPE ("as"));
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  GVariantBuilder dict;
+
+  for (guint i = 0; i < SB_MAX_ALLOW_FROM + 1; i++) {
+    g_autofree char *entry = g_strdup_printf ("10.0.%u.%u", i / 256, i % 256);
+
+    g_variant_builder_add (entries, "s", entry);
+  }
+  g_variant_builder_init (&dict, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&dict, "{sv}", "allow-from", g_variant_builder_end (entries));
+  options = g_variant_ref_sink (g_variant_builder_end (&dict));
+  config = sb_server_config_new_from_args (1, "", FALSE, "", options, &error);
+  g_assert_null (config);
+  g_assert_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==, "option 'allow-from' has 257 entries; at most 256 are allowed");
+}
+
+static gboolean
+admits (const SbAllowList *list,
+        const char        *address)
+{
+  g_autoptr(GInetAddress) inet = g_inet_address_new_from_string (address);
+
+  g_assert_nonnull (inet);
+  return sb_allow_list_admits (list, inet);
+}
+
+static void
+test_allow_from_matching (void)
+{
+  static const char * const entries[] = {
+    "10.0.0.0/8", "192.168.1.5", "172.16.0.0/12", "2001:db8::/33", "::1", NULL
+  };
+  static const char * const v6_all[] = { "::/0", NULL };
+  static const char * const v4_all[] = { "0.0.0.0/0", NULL };
+  g_autoptr(SbAllowList) list = sb_allow_list_new (entries);
+  g_autoptr(SbAllowList) six = sb_allow_list_new (v6_all);
+  g_autoptr(SbAllowList) four = sb_allow_list_new (v4_all);
+  g_autoptr(SbAllowList) none = sb_allow_list_new (NULL);
+
+  g_assert_true (admits (list, "10.0.0.0"));
+  g_assert_true (admits (list, "10.255.255.255"));
+  g_assert_false (admits (list, "11.0.0.0"));
+  g_assert_false (admits (list, "9.255.255.255"));
+  g_assert_true (admits (list, "192.168.1.5"));
+  g_assert_false (admits (list, "192.168.1.4"));
+  g_assert_false (admits (list, "192.168.1.6"));
+  g_assert_true (admits (list, "172.31.255.255"));
+  g_assert_false (admits (list, "172.32.0.0"));
+  g_assert_true (admits (list, "2001:db8:7fff::1"));
+  g_assert_false (admits (list, "2001:db8:8000::1"));
+  g_assert_true (admits (list, "::1"));
+  g_assert_false (admits (list, "::2"));
+  /* IPv4 peers of a dual-stack socket arrive mapped: they are IPv4. */
+  g_assert_true (admits (list, "::ffff:10.1.2.3"));
+  g_assert_true (admits (list, "::ffff:192.168.1.5"));
+  g_assert_false (admits (list, "::ffff:192.168.1.6"));
+
+  /* A family is matched by its own entries only. */
+  g_assert_true (admits (six, "fe80::1"));
+  g_assert_false (admits (six, "127.0.0.1"));
+  g_assert_false (admits (six, "::ffff:127.0.0.1"));
+  g_assert_true (admits (four, "127.0.0.1"));
+  g_assert_true (admits (four, "::ffff:127.0.0.1"));
+  g_assert_false (admits (four, "::1"));
+  g_assert_false (admits (none, "127.0.0.1"));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -400,6 +729,13 @@ main (int    argc,
   g_test_add_func ("/config/same-settings", test_same_settings);
   g_test_add_func ("/config/copy-is-deep", test_copy_is_deep);
   g_test_add_func ("/config/free-null", test_free_null);
+  g_test_add_func ("/config/to-options/defaults", test_to_options_defaults);
+  g_test_add_func ("/config/to-options/round-trip", test_to_options_round_trip);
+  g_test_add_func ("/config/allow-from/canonical", test_allow_from_canonical);
+  g_test_add_func ("/config/allow-from/too-many", test_allow_from_too_many);
+  g_test_add_func ("/config/allow-from/matching", test_allow_from_matching);
+  g_test_add_func ("/config/multicast", test_multicast);
+  g_test_add_func ("/config/multicast/invalid", test_multicast_invalid);
 
   return g_test_run ();
 }

@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 #include "sb-state.h"
 
@@ -80,6 +83,13 @@ new_configs (void)
   config->udp_peer_timeout_ms = G_MAXUINT32;
   config->owner_uid = G_MAXUINT32;
   config->batch = TRUE;
+  config->strip_delimiter = TRUE;
+  config->allow_from = g_strsplit ("10.0.0.0/8,::1,fe80::/10", ",", -1);
+  g_ptr_array_add (configs, config);
+
+  config = new_config (5353, TRUE, "mdns", "", 0, NULL);
+  config->multicast_groups = g_strsplit ("224.0.0.251,ff02::fb", ",", -1);
+  config->multicast_interface = g_strdup ("eth0");
   g_ptr_array_add (configs, config);
 
   g_ptr_array_add (configs, new_config (1, TRUE, "", NULL, 0, "fe80::1"));
@@ -198,6 +208,8 @@ test_written_format (void)
   g_assert_null (strstr (text, "exit"));
   /* Written only when true, so older daemons still read the file. */
   g_assert_null (strstr (text, "batch"));
+  g_assert_null (strstr (text, "strip-delimiter"));
+  g_assert_null (strstr (text, "allow-from"));
 }
 
 static void
@@ -371,6 +383,245 @@ test_valid_member_template (void)
   g_assert_true (((SbServerConfig *) g_ptr_array_index (batch_configs, 1))->batch);
 }
 
+/* The members added after the first format are optional: absent is the
+ * option's default, and each is read as its option. */
+static void
+test_option_members (void)
+{
+  g_autofree char *strip = document_with_member ("strip-delimiter", "true");
+  g_autofree char *no_strip = document_with_member ("strip-delimiter", "false");
+  g_autoptr(GPtrArray) strip_configs = parse_ok (strip);
+  g_autoptr(GPtrArray) no_strip_configs = parse_ok (no_strip);
+  g_autoptr(GPtrArray) configs = NULL;
+  g_autofree char *text = NULL;
+
+  g_assert_true (((SbServerConfig *) g_ptr_array_index (strip_configs, 1))->strip_delimiter);
+  g_assert_false (((SbServerConfig *) g_ptr_array_index (no_strip_configs, 1))->strip_delimiter);
+
+  /* Written only when not the default: false is not written back. */
+  text = sb_state_serialize (no_strip_configs, NULL);
+  g_assert_null (strstr (text, "strip-delimiter"));
+  g_clear_pointer (&text, g_free);
+  text = sb_state_serialize (strip_configs, NULL);
+  g_assert_nonnull (strstr (text, "\"strip-delimiter\" : true"));
+  configs = parse_ok (text);
+  assert_same_configs (strip_configs, configs);
+}
+
+#define UDP_SERVER(members) \
+  "{\"version\": 1, \"servers\": [{\"port\": 5353, \"udp\": true, \"identifier\": \"m\"," \
+  " \"delimiter\": \"\", \"flush-timeout-ms\": 0, \"max-message-bytes\": 1," \
+  " \"max-connections\": 1, \"udp-peer-timeout-ms\": 0, \"owner-uid\": 0" members "}]}"
+
+static void
+test_multicast_members (void)
+{
+  static const char * const invalid_cases[][2] = {
+    { UDP_SERVER (", \"multicast-groups\": [\"10.0.0.1\"]"),
+      "server 1: multicast-groups entry '10.0.0.1' is not a numeric IPv4 or IPv6 multicast" },
+    { UDP_SERVER (", \"multicast-groups\": \"239.1.2.3\""),
+      "server 1: 'multicast-groups' must be an array of strings" },
+    { UDP_SERVER (", \"multicast-interface\": \"\""),
+      "server 1: option 'multicast-interface' must be a network interface name" },
+    { UDP_SERVER (", \"multicast-interface\": [\"eth0\"]"),
+      "server 1: 'multicast-interface' must be a string" },
+    { UDP_SERVER (", \"multicast-groups\": [\"239.1.2.3\"], \"bind-address\": \"127.0.0.1\""),
+      "server 1: bind-address 127.0.0.1 is a unicast address" },
+    { "{\"version\": 1, \"servers\": [{\"port\": 5353, \"udp\": false, \"identifier\": \"m\","
+      " \"delimiter\": \"\", \"flush-timeout-ms\": 0, \"max-message-bytes\": 1,"
+      " \"max-connections\": 1, \"udp-peer-timeout-ms\": 0, \"owner-uid\": 0,"
+      " \"multicast-groups\": [\"239.1.2.3\"]}]}",
+      "server 1: option 'multicast-groups' is for UDP servers only" },
+  };
+  g_autoptr(GPtrArray) configs = parse_ok (UDP_SERVER (", \"multicast-groups\": [\"FF02::FB\"],"
+                                                       " \"multicast-interface\": \"eth0\""));
+  g_autoptr(GPtrArray) none = parse_ok (UDP_SERVER (", \"multicast-groups\": []"));
+  const SbServerConfig *config = g_ptr_array_index (configs, 0);
+  g_autofree char *text = NULL;
+
+  g_assert_cmpstrv (config->multicast_groups, ((const char * const[]) { "ff02::fb", NULL }));
+  g_assert_cmpstr (config->multicast_interface, ==, "eth0");
+  g_assert_null (((SbServerConfig *) g_ptr_array_index (none, 0))->multicast_groups);
+  text = sb_state_serialize (none, NULL);
+  g_assert_null (strstr (text, "multicast"));
+
+  for (gsize i = 0; i < G_N_ELEMENTS (invalid_cases); i++)
+    assert_invalid (invalid_cases[i][0], strlen (invalid_cases[i][0]), invalid_cases[i][1]);
+}
+
+/* The fuzz target's seeds that are valid must stay valid, or the fuzzer
+ * would start from refused files only and never reach the readers of the
+ * members. */
+static void
+test_valid_seeds (void)
+{
+  static const char * const seeds[] = { "valid.json", "options.json" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (seeds); i++) {
+    g_autofree char *path = g_test_build_filename (G_TEST_DIST, "fuzz", "corpus", "state",
+                                                   seeds[i], NULL);
+    g_autofree char *text = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) configs = NULL;
+
+    g_file_get_contents (path, &text, NULL, &error);
+    g_assert_no_error (error);
+    configs = parse_ok (text);
+    g_assert_cmpuint (configs->len, >, 0);
+  }
+}
+
+/* ---- json-glib alone ----------------------------------------------------
+ *
+ * Why src/sb-json-check.c runs before json-glib: each case is a value that
+ * json-glib reads without an error as something else than the text says,
+ * so that no check of the parsed value's type or range can tell. json-glib
+ * 1.6 (Debian 12) is the one the daemon must live with; what another
+ * version does is only reported. Either way sb_state_parse() refuses the
+ * file. */
+
+typedef struct
+{
+  const char *name;
+  const char *json;         /* the value of member "v" */
+  const char *read_by_1_6;  /* what json-glib 1.6 makes of it, as JSON */
+} JsonGlibCase;
+
+static const JsonGlibCase json_glib_misreads[] = {
+  /* A port written with a leading zero is octal to json-glib 1.6. */
+  { "octal", "05000", "2560" },
+  /* A negative integer past 64 bits wraps into range. */
+  { "negative-wrap", "-18446744073709546616", "5000" },
+  /* A string stops at \u0000: an identifier silently cut short. */
+  { "nul-escape", "\"a\\u0000b\"", "\"a\"" },
+  /* An escape JSON does not have loses its backslash. */
+  { "bad-escape", "\"\\x41\"", "\"x41\"" },
+  /* Not misreads, but not JSON either: what json-glib lets through. */
+  { "hex", "0x1388", "5000" },
+  { "single-quotes", "'x'", "\"x\"" },
+  { "block-comment", "/* c */ 5000", "5000" },
+  /* A positive integer past 64 bits becomes -1: the range check would
+   * refuse that, the syntax check refuses it first. */
+  { "positive-huge", "18446744073709556616", "-1" },
+};
+
+/* What json-glib alone makes of {"v": @json}, as JSON text; NULL when it
+ * refuses it. */
+static char *
+json_glib_reads (const char *json)
+{
+  g_autofree char *document = g_strdup_printf ("{\"v\": %s}", json);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) error = NULL;
+  JsonObject *object;
+
+  if (!json_parser_load_from_data (parser, document, -1, &error)) {
+    g_test_message ("json-glib refuses %s: %s", document, error->message);
+    return NULL;
+  }
+  object = json_node_get_object (json_parser_get_root (parser));
+  return json_to_string (json_object_get_member (object, "v"), FALSE);
+}
+
+static void
+test_json_glib_misreads (void)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (json_glib_misreads); i++) {
+    const JsonGlibCase *c = &json_glib_misreads[i];
+    g_autofree char *read = json_glib_reads (c->json);
+    g_autofree char *port = document_with_member ("port", c->json);
+    g_autofree char *identifier = document_with_member ("identifier", c->json);
+
+    g_test_message ("%s: json-glib %d.%d reads %s as %s", c->name, JSON_MAJOR_VERSION,
+                    JSON_MINOR_VERSION, c->json, read != NULL ? read : "(refused)");
+#if !JSON_CHECK_VERSION (1, 7, 0)
+    g_assert_cmpstr (read, ==, c->read_by_1_6);
+#endif
+    assert_invalid (port, strlen (port), "not valid JSON");
+    assert_invalid (identifier, strlen (identifier), "not valid JSON");
+  }
+}
+
+/* json-glib 1.6 reads only the first of two documents (and leaks the
+ * second, hence the subprocess, out of valgrind's sight), and 1.10 makes
+ * an array of them: a file with a second half appended is taken for its
+ * first half, or for something else. */
+static void
+test_json_glib_second_value (void)
+{
+  static const char two[] = "{\"version\": 1, \"servers\": []} {\"version\": 1, "
+                            "\"servers\": [" VALID_SERVER "]}";
+
+  if (g_test_subprocess ()) {
+    g_autoptr(JsonParser) parser = json_parser_new ();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *read = NULL;
+
+    g_assert_true (json_parser_load_from_data (parser, two, -1, &error));
+    read = json_to_string (json_parser_get_root (parser), FALSE);
+    g_print ("%s", read);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+#if !JSON_CHECK_VERSION (1, 7, 0)
+  g_test_trap_assert_stdout ("{\"version\":1,\"servers\":[]}");
+#endif
+  assert_invalid (two, strlen (two), "more data after the JSON value");
+}
+
+/* A million '[' (1 MB, well under the 4 MiB bound on the file): json-glib
+ * 1.6 recurses once per level and overflows an 8 MiB stack. The daemon
+ * would crash at every start. */
+#define DEEP_LEVELS 1000000
+
+static void
+test_json_glib_deep_nesting (void)
+{
+  g_autofree char *deep = g_strnfill (DEEP_LEVELS, '[');
+
+  if (g_test_subprocess ()) {
+    struct rlimit stack = { 8 * 1024 * 1024, 8 * 1024 * 1024 };
+    struct rlimit no_core = { 0, 0 };
+    g_autoptr(JsonParser) parser = json_parser_new ();
+
+    /* The main thread's stack grows up to the limit of the moment. */
+    setrlimit (RLIMIT_STACK, &stack);
+    setrlimit (RLIMIT_CORE, &no_core);
+    g_assert_false (json_parser_load_from_data (parser, deep, DEEP_LEVELS, NULL));
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+#if !JSON_CHECK_VERSION (1, 7, 0)
+  g_test_trap_assert_failed ();
+#endif
+  g_test_message ("json-glib on %d nested arrays: %s", DEEP_LEVELS,
+                  g_test_trap_has_passed () ? "refused" : "crashed");
+  assert_invalid (deep, DEEP_LEVELS, "nested too deeply");
+}
+
+static void
+test_allow_from_member (void)
+{
+  g_autofree char *document = document_with_member ("allow-from",
+                                                    "[\"10.0.0.0/8\", \"0:0::1\", \"::ffff:1.2.3.4\"]");
+  g_autofree char *empty = document_with_member ("allow-from", "[]");
+  g_autoptr(GPtrArray) configs = parse_ok (document);
+  g_autoptr(GPtrArray) empty_configs = parse_ok (empty);
+  const SbServerConfig *config = g_ptr_array_index (configs, 1);
+  g_autofree char *text = NULL;
+
+  /* Read as the option is: canonical entries, and empty is everyone. */
+  g_assert_cmpstrv (config->allow_from,
+                    ((const char * const[]) { "10.0.0.0/8", "::1", "1.2.3.4", NULL }));
+  g_assert_null (((SbServerConfig *) g_ptr_array_index (empty_configs, 1))->allow_from);
+  text = sb_state_serialize (configs, NULL);
+  g_assert_nonnull (strstr (text, "\"allow-from\" : [\n        \"10.0.0.0/8\",\n        \"::1\","));
+  g_clear_pointer (&text, g_free);
+  text = sb_state_serialize (empty_configs, NULL);
+  g_assert_null (strstr (text, "allow-from"));
+}
+
 /* Escapes are JSON's own, surrogate pairs included. */
 static void
 test_string_escapes (void)
@@ -464,6 +715,18 @@ test_invalid_members (void)
     { "batch", "1", "server 2: 'batch' must be true or false" },
     { "batch", "\"true\"", "'batch'" },
     { "batch", "null", "'batch'" },
+    { "strip-delimiter", "1", "server 2: 'strip-delimiter' must be true or false" },
+    { "strip-delimiter", "\"true\"", "'strip-delimiter'" },
+    { "strip-delimiter", "null", "'strip-delimiter'" },
+    { "strip-delimiter", "[true]", "'strip-delimiter'" },
+    { "allow-from", "\"10.0.0.1\"", "server 2: 'allow-from' must be an array of strings" },
+    { "allow-from", "[1]", "server 2: 'allow-from' must be an array of strings" },
+    { "allow-from", "[\"::1\", null]", "'allow-from' must be an array of strings" },
+    { "allow-from", "[[\"::1\"]]", "'allow-from' must be an array of strings" },
+    { "allow-from", "null", "'allow-from'" },
+    { "allow-from", "{}", "'allow-from'" },
+    { "allow-from", "[\"localhost\"]", "server 2: allow-from entry 'localhost' is not a numeric" },
+    { "allow-from", "[\"10.0.0.1/8\"]", "server 2: allow-from entry '10.0.0.1/8' has bits set" },
     { "exit-with-caller", "true", "server 2: unknown member 'exit-with-caller'" },
     { "Port", "5000", "server 2: unknown member 'Port'" },
   };
@@ -836,6 +1099,13 @@ main (int    argc,
   g_test_add_func ("/state/invalid/documents", test_invalid_documents);
   g_test_add_func ("/state/invalid/bytes", test_invalid_bytes);
   g_test_add_func ("/state/invalid/template-is-valid", test_valid_member_template);
+  g_test_add_func ("/state/option-members", test_option_members);
+  g_test_add_func ("/state/allow-from", test_allow_from_member);
+  g_test_add_func ("/state/multicast", test_multicast_members);
+  g_test_add_func ("/state/valid-fuzz-seeds", test_valid_seeds);
+  g_test_add_func ("/state/json-glib/misreads", test_json_glib_misreads);
+  g_test_add_func ("/state/json-glib/second-value", test_json_glib_second_value);
+  g_test_add_func ("/state/json-glib/deep-nesting", test_json_glib_deep_nesting);
   g_test_add_func ("/state/invalid/string-escapes", test_string_escapes);
   g_test_add_func ("/state/invalid/missing-members", test_missing_members);
   g_test_add_func ("/state/invalid/members", test_invalid_members);

@@ -7,8 +7,9 @@ for an event by sleeping; every wait is on the event itself, with a bound.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 import contextlib
+import ctypes
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
@@ -290,7 +291,7 @@ class ConnInfo(NamedTuple):
 
 
 def to_variant(value: Any) -> Variant:
-    """Option values: bool → b, int → u, str → s, bytes → ay; Variant as is."""
+    """Option values: bool → b, int → u, str → s, bytes → ay, list of str → as; Variant as is."""
     if isinstance(value, Variant):
         return value
     if isinstance(value, bool):
@@ -301,6 +302,8 @@ def to_variant(value: Any) -> Variant:
         return Variant("s", value)
     if isinstance(value, bytes | bytearray):
         return Variant("ay", bytes(value))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return Variant("as", value)
     raise TypeError(f"no D-Bus type for option value {value!r}")
 
 
@@ -527,6 +530,7 @@ class Daemon:
     allowed_log: list[re.Pattern[str]] = field(default_factory=list)
     returncode: int | None = None
     umask: int = -1  # the daemon's umask; -1 keeps the test's
+    prefix: list[str] = field(default_factory=list)  # e.g. NetNamespace.prefix
 
     @property
     def log_path(self) -> Path:
@@ -546,9 +550,11 @@ class Daemon:
         if os.environ.get("SB_TEST_VERBOSE") and "--verbose" not in args:
             args.append("--verbose")
         with self.log_path.open("ab") as log:
-            log.write(f"$ {shlex.join([*WRAPPER, str(self.binary), *args])}\n".encode())
+            command = [*self.prefix, *WRAPPER, str(self.binary), *args]
+            log.write(f"$ {shlex.join(command)}\n".encode())
             log.flush()
             self.proc = await asyncio.create_subprocess_exec(
+                *self.prefix,
                 *WRAPPER,
                 str(self.binary),
                 *args,
@@ -668,8 +674,13 @@ class DaemonFactory:
         name: str | None = None,
         address: str | None = None,
         umask: int = -1,
+        prefix: Sequence[str] = (),
     ) -> Daemon:
-        """Start sockbridged with args (default --no-state); wait for its name unless told."""
+        """Start sockbridged with args (default --no-state); wait for its name unless told.
+
+        prefix goes before the daemon's command line (and its wrapper), as
+        NetNamespace.prefix does to run it in a network namespace.
+        """
         name = name or f"sockbridged-{len(self.daemons) + 1}"
         d = Daemon(
             self.binary,
@@ -678,6 +689,7 @@ class DaemonFactory:
             list(args or ["--no-state"]),
             name,
             umask=umask,
+            prefix=list(prefix),
         )
         self.daemons.append(d)
         await d.start()
@@ -922,3 +934,77 @@ async def run_as(
     )
     status, out, err = await finish(proc, str(argv), timeout)
     return CmdResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+# --------------------------------------------------------------------------
+# A network namespace of a test's own (the multicast tests)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@dataclass
+class NetNamespace:
+    """A network namespace, kept alive by a sleeping process of its own.
+
+    A daemon runs in it through prefix (nsenter); the test's own sockets
+    are made in it inside entered(). Both stay on the private bus, whose
+    socket is a path and so reachable from any network namespace.
+    """
+
+    holder: asyncio.subprocess.Process
+
+    @property
+    def path(self) -> str:
+        return f"/proc/{self.holder.pid}/ns/net"
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net={self.path}", "--"]
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """The calling thread in the namespace: sockets made meanwhile stay in it.
+
+        Make them without awaiting anything: other coroutines would run in
+        the namespace too.
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(self.path) as there, open("/proc/thread-self/ns/net") as here:
+            if libc.setns(there.fileno(), CLONE_NEWNET) != 0:
+                errno = ctypes.get_errno()
+                raise OSError(errno, f"setns into {self.path}: {os.strerror(errno)}")
+            try:
+                yield
+            finally:
+                if libc.setns(here.fileno(), CLONE_NEWNET) != 0:
+                    errno = ctypes.get_errno()
+                    raise OSError(errno, f"setns back: {os.strerror(errno)}")
+
+
+@contextlib.asynccontextmanager
+async def network_namespace(setup: str) -> AsyncIterator[NetNamespace]:
+    """A new network namespace (needs root), set up by the shell commands setup."""
+    holder = await asyncio.create_subprocess_exec(
+        "unshare",
+        "--net",
+        "--",
+        "sh",
+        "-ec",
+        f"{setup}\necho ready\nexec sleep 100000",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert holder.stderr is not None
+    try:
+        line = await asyncio.wait_for(holder.stdout.readline(), bound(EVENT_TIMEOUT))
+        if line != b"ready\n":
+            error = await asyncio.wait_for(holder.stderr.read(), bound(EVENT_TIMEOUT))
+            raise AssertionError(f"cannot set up a network namespace: {error.decode()}")
+        yield NetNamespace(holder)
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
