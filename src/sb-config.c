@@ -54,6 +54,7 @@ sb_server_config_copy (const SbServerConfig *self)
   /* GBytes is immutable: sharing it is as good as copying it. */
   copy->delimiter = g_bytes_ref (self->delimiter);
   copy->bind_address = g_strdup (self->bind_address);
+  copy->tls = sb_tls_config_copy (self->tls);
   return copy;
 }
 
@@ -65,6 +66,7 @@ sb_server_config_free (SbServerConfig *self)
   g_free (self->identifier);
   g_bytes_unref (self->delimiter);
   g_free (self->bind_address);
+  sb_tls_config_free (self->tls);
   g_free (self);
 }
 
@@ -146,6 +148,63 @@ apply_uint (const SbOption  *option,
   return TRUE;
 }
 
+/* ---- TLS options ---------------------------------------------------------- */
+
+static SbTlsConfig *
+tls_of (SbServerConfig *config)
+{
+  if (config->tls == NULL)
+    config->tls = sb_tls_config_new ();
+  return config->tls;
+}
+
+/* The text options, each an SbTlsText in ->offset. */
+static gboolean
+apply_tls_text (const SbOption  *option,
+                GVariant        *value,
+                SbServerConfig  *config,
+                GError         **error)
+{
+  sb_tls_config_set_text (tls_of (config), (SbTlsText) option->offset,
+                          g_variant_get_string (value, NULL));
+  return TRUE;
+}
+
+static gboolean
+apply_tls_client_auth (const SbOption  *option,
+                       GVariant        *value,
+                       SbServerConfig  *config,
+                       GError         **error)
+{
+  const char *text = g_variant_get_string (value, NULL);
+
+  if (!sb_tls_client_auth_from_string (text, &tls_of (config)->client_auth)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' must be \"none\", \"request\" or \"require\", not \"%.32s\"",
+                 option->key, text);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+apply_tls_uint (const SbOption  *option,
+                GVariant        *value,
+                SbServerConfig  *config,
+                GError         **error)
+{
+  guint32 number = g_variant_get_uint32 (value);
+
+  if (number < option->min || number > option->max) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' must be from %u to %u, not %u",
+                 option->key, option->min, option->max, number);
+    return FALSE;
+  }
+  G_STRUCT_MEMBER (guint, tls_of (config), option->offset) = number;
+  return TRUE;
+}
+
 /* In the order the error message lists them. */
 static const SbOption sb_options[] = {
   { "batch", "b", apply_boolean,
@@ -160,6 +219,14 @@ static const SbOption sb_options[] = {
     G_STRUCT_OFFSET (SbServerConfig, max_connections), 1, SB_MAX_MAX_CONNECTIONS },
   { "max-message-bytes", "u", apply_uint,
     G_STRUCT_OFFSET (SbServerConfig, max_message_bytes), 1, SB_MAX_MAX_MESSAGE_BYTES },
+  { "tls-certificate", "s", apply_tls_text, SB_TLS_CERTIFICATE, 0, 0 },
+  { "tls-chain", "s", apply_tls_text, SB_TLS_CHAIN, 0, 0 },
+  { "tls-client-auth", "s", apply_tls_client_auth, 0, 0, 0 },
+  { "tls-client-ca", "s", apply_tls_text, SB_TLS_CLIENT_CA, 0, 0 },
+  { "tls-handshake-timeout-ms", "u", apply_tls_uint,
+    G_STRUCT_OFFSET (SbTlsConfig, handshake_timeout_ms), 1, SB_TLS_MAX_HANDSHAKE_TIMEOUT_MS },
+  { "tls-password", "s", apply_tls_text, SB_TLS_PASSWORD, 0, 0 },
+  { "tls-private-key", "s", apply_tls_text, SB_TLS_PRIVATE_KEY, 0, 0 },
   { "udp-peer-timeout-ms", "u", apply_uint,
     G_STRUCT_OFFSET (SbServerConfig, udp_peer_timeout_ms), 0, G_MAXUINT32 },
 };
@@ -257,6 +324,8 @@ sb_server_config_new_from_args (guint16      port,
 
   if (options != NULL && !apply_options (config, options, error))
     return NULL;
+  if (config->tls != NULL && !sb_tls_config_check (config->tls, config->use_udp, error))
+    return NULL;
   return g_steal_pointer (&config);
 }
 
@@ -268,6 +337,7 @@ sb_server_config_same_settings (const SbServerConfig *a,
   g_return_val_if_fail (b != NULL, FALSE);
 
   return !a->use_udp == !b->use_udp &&
+         sb_tls_config_equal (a->tls, b->tls) &&
          g_str_equal (a->identifier, b->identifier) &&
          g_bytes_equal (a->delimiter, b->delimiter) &&
          g_strcmp0 (a->bind_address, b->bind_address) == 0 &&

@@ -14,6 +14,7 @@
 #include "sb-source.h"
 #include "sb-state.h"
 #include "sb-statistics.h"
+#include "sb-tls.h"
 
 /* How often, and how far apart, a server of the state file whose port is
  * still taken is tried again: a replaced instance may not have let go of
@@ -456,6 +457,45 @@ check_port_free (SbDaemon              *self,
   return TRUE;
 }
 
+/* The inline PEM text (and passwords) of persistent TLS servers, all of
+ * which the state file holds. */
+static gsize
+inline_pem_size (SbDaemon *self)
+{
+  GHashTableIter iter;
+  gpointer server;
+  gsize size = 0;
+
+  g_hash_table_iter_init (&iter, self->servers);
+  while (g_hash_table_iter_next (&iter, NULL, &server)) {
+    const SbServerConfig *config = sb_server_get_config (server);
+
+    if (!config->exit_with_caller)
+      size += sb_tls_config_inline_size (config->tls);
+  }
+  for (guint i = 0; i < self->dormant->len; i++)
+    size += sb_tls_config_inline_size (((SbServerConfig *) self->dormant->pdata[i])->tls);
+  return size;
+}
+
+/* A state file over SB_STATE_MAX_BYTES is refused at start-up, every
+ * server with it: the room for inline PEM is bounded well below. */
+static gboolean
+check_inline_pem_room (SbDaemon              *self,
+                       const SbServerConfig  *config,
+                       GError               **error)
+{
+  gsize size = sb_tls_config_inline_size (config->tls);
+
+  if (size == 0 || config->exit_with_caller ||
+      size + inline_pem_size (self) <= SB_TLS_MAX_INLINE_TOTAL)
+    return TRUE;
+  g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+               "the state file would hold more than %d bytes of inline PEM text: give the "
+               "certificates and keys as file paths", SB_TLS_MAX_INLINE_TOTAL);
+  return FALSE;
+}
+
 static SbServer *
 create_server (SbDaemon               *self,
                SbServerConfig         *config,
@@ -469,6 +509,8 @@ create_server (SbDaemon               *self,
     return NULL;
   if (server != NULL)
     return server;
+  if (!check_inline_pem_room (self, config, error))
+    return NULL;
   if (g_hash_table_size (self->servers) >= SB_MAX_SERVERS) {
     g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
                  "sockbridged already runs %d servers, its limit", SB_MAX_SERVERS);
@@ -843,6 +885,7 @@ method_get_statistics (SbDaemon              *self,
   g_variant_builder_add (&builder, "{st}", "servers", (guint64) g_hash_table_size (self->servers));
   g_variant_builder_add (&builder, "{st}", "bus-backlog-bytes", sb_backlog_get_pending (self->backlog));
   g_variant_builder_add (&builder, "{st}", "bus-stalls", sb_backlog_get_stalls (self->backlog));
+  sb_tls_add_statistics (&builder);
   g_dbus_method_invocation_return_value (invocation, g_variant_new ("(a{st})", &builder));
 }
 

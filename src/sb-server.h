@@ -77,5 +77,9 @@ void                  sb_server_client_offline  (SbServer             *self,
 void                  sb_server_set_error_from_io (GError            **error,
                                                    SbServer           *self,
                                                    GError             *io_error);
+/* A connection that is not a client yet (a TLS handshake) holds a place:
+ * sb_server_is_full() counts it, for the server and daemon-wide. */
+void                  sb_server_hold_place      (SbServer             *self);
+void                  sb_server_release_place   (SbServer             *self);
 
 G_END_DECLS

@@ -10,7 +10,8 @@
 
 #define ALL_OPTIONS \
   "batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
-  "max-connections, max-message-bytes, udp-peer-timeout-ms"
+  "max-connections, max-message-bytes, tls-certificate, tls-chain, tls-client-auth, " \
+  "tls-client-ca, tls-handshake-timeout-ms, tls-password, tls-private-key, udp-peer-timeout-ms"
 
 static GVariant *
 parse_options (const char *text)
