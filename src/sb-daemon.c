@@ -896,6 +896,70 @@ handle_get_statistics (SbSockbridge1         *iface,
   return with_caller (iface, invocation, method_get_statistics);
 }
 
+/* ---- CreateTLSServer ------------------------------------------------------------- */
+
+/* DriverWorks' arguments make a config as CreateServerWithOptions'
+ * tls-* options would. */
+static SbServerConfig *
+config_from_tls_arguments (GVariant  *args,
+                           GError   **error)
+{
+  const char *delimiter, *cipher_list, *certificate, *private_key, *password, *chain, *identifier;
+  g_autoptr(SbServerConfig) config = NULL;
+  guint32 options, verify_mode;
+  guint16 port;
+
+  g_variant_get (args, "(q&suu&s&s&s&s&s&s)", &port, &delimiter, &options, &verify_mode,
+                 &cipher_list, &certificate, &private_key, &password, &chain, &identifier);
+  config = sb_server_config_new_from_args (port, delimiter, FALSE, identifier, NULL, error);
+  if (config == NULL)
+    return NULL;
+  config->tls = sb_tls_config_new_from_arguments (options, verify_mode, cipher_list, certificate,
+                                                  private_key, password, chain, error);
+  if (config->tls == NULL || !sb_tls_config_check (config->tls, FALSE, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+static void
+method_create_tls_server (SbDaemon              *self,
+                          GDBusMethodInvocation *invocation,
+                          guint32                uid)
+{
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  SbServer *server = NULL;
+
+  config = config_from_tls_arguments (parameters (invocation), &error);
+  if (config != NULL) {
+    config->owner_uid = uid;
+    server = create_server (self, config, invocation, &error);
+  }
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(q)", sb_server_get_port (server)));
+}
+
+static gboolean
+handle_create_tls_server (SbSockbridge1         *iface,
+                          GDBusMethodInvocation *invocation,
+                          guint16                port,
+                          const char            *delimiter,
+                          guint                  options,
+                          guint                  verify_mode,
+                          const char            *cipher_list,
+                          const char            *certificate,
+                          const char            *private_key,
+                          const char            *password,
+                          const char            *chain,
+                          const char            *identifier)
+{
+  return with_caller (iface, invocation, method_create_tls_server);
+}
+
 /* ---- restore ----------------------------------------------------------------------- */
 
 /* TRUE when @config is bound now, or can never be: FALSE keeps it dormant
@@ -1008,6 +1072,7 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_list_servers = handle_list_servers;
   iface->handle_list_connections = handle_list_connections;
   iface->handle_get_statistics = handle_get_statistics;
+  iface->handle_create_tls_server = handle_create_tls_server;
 }
 
 static void

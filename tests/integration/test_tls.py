@@ -946,3 +946,155 @@ async def test_inline_pem_in_the_state_file_is_bounded(sb: Client, pki: Pki) -> 
     )
     # Servers that end with their caller are not in the state file: no bound.
     await create_with_options(sb, {**inline, "exit-with-caller": True})
+
+
+# --------------------------------------------------------------------------
+# CreateTLSServer: DriverWorks' arguments
+
+
+async def create_tls_server(
+    sb: Client,
+    certificate: str,
+    *,
+    port: int = 0,
+    delimiter: str = "\n",
+    options: int = 0,
+    verify_mode: int = 0,
+    cipher_list: str = "",
+    private_key: str = "",
+    password: str = "",
+    chain: str = "",
+    identifier: str = "driverworks",
+) -> int:
+    args = [port, delimiter, options, verify_mode, cipher_list]
+    args += [certificate, private_key, password, chain, identifier]
+    body = await sb.call("CreateTLSServer", "qsuussssss", args)
+    return int(body[0])
+
+
+async def test_create_tls_server_takes_driverworks_arguments(sb: Client, pki: Pki) -> None:
+    mark = sb.rec.mark()
+    port = await create_tls_server(
+        sb, str(pki.server_cert), private_key=str(pki.server_key), delimiter="\r\n"
+    )
+    on = await sb.wait_online(port, start=mark)
+    assert on.body == [port, "ONLINE", "driverworks"]
+    assert await sb.list_servers() == [ServerInfo(port, False, "driverworks", b"\r\n", 0)]
+    # verify_mode 0 asks for a client certificate without requiring one.
+    c = await connect_tls(sb, port, client_context(pki, TLS12))
+    await echo_once(sb, c, b"driverworks\r\n")
+    await c.close()
+    # The same call again changes nothing; so do the same settings as options.
+    assert (
+        await create_tls_server(
+            sb, str(pki.server_cert), port=port, private_key=str(pki.server_key), delimiter="\r\n"
+        )
+        == port
+    )
+    options = tls_options(pki, tls_client_auth="request")
+    assert await sb.create_server(port, "\r\n", False, "driverworks", options) == port
+    await expect_error(
+        sb,
+        ERR_ADDRESS_IN_USE,
+        ["other settings"],
+        "CreateTLSServer",
+        "qsuussssss",
+        [port, "\r\n", 0, 1, "", str(pki.server_cert), str(pki.server_key), "", "", "driverworks"],
+    )
+
+
+async def test_create_tls_server_with_pkcs12_and_inline_pem(sb: Client, pki: Pki) -> None:
+    p12 = await create_tls_server(sb, str(pki.p12), password=P12_PASSWORD, verify_mode=0x01)
+    inline = await create_tls_server(
+        sb,
+        pki.leaf_cert.read_text(),
+        private_key=pki.leaf_key.read_text(),
+        chain=pki.intermediate.read_text(),
+        verify_mode=0x01,
+    )
+    for p in (p12, inline):
+        c = await connect_tls(sb, p, client_context(pki))
+        await echo_once(sb, c, b"either way\n")
+        await c.close()
+
+
+@pytest.mark.parametrize(
+    ("verify_mode", "cert", "accepted"),
+    [
+        (0x01, "ca", True),  # none: nothing asked for, the certificate is not even sent
+        (0x02, "none", True),
+        (0x02, "ca", False),  # verified against the system's CAs, which do not know it
+        (0x04, "none", False),
+        (0x06, "none", False),
+    ],
+)
+async def test_create_tls_server_verify_mode(
+    sb: Client, pki: Pki, verify_mode: int, cert: str, accepted: bool
+) -> None:
+    port = await create_tls_server(
+        sb, str(pki.server_cert), private_key=str(pki.server_key), verify_mode=verify_mode
+    )
+    before = await statistics(sb)
+    mark = sb.rec.mark()
+    proc = await s_client(
+        port, pki, "tls1_3", (pki.client_cert, pki.client_key) if cert == "ca" else None
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(b"verify\n")
+    if accepted:
+        handle = await sb.new_handle(port, mark)
+        await sb.rec.wait_for(data_in(handle=handle), start=mark)
+        await s_client_finish(proc)
+        await sb.wait_conn_offline(handle, start=mark)
+        return
+    await s_client_finish(proc)
+    await wait_statistics(
+        sb, lambda s: s["tls-handshakes-failed"] > before["tls-handshakes-failed"], "a failure"
+    )
+    assert no_signal_of(sb, port, mark) == []
+
+
+async def test_create_tls_server_errors(sb: Client, daemon: Daemon, pki: Pki) -> None:
+    cert, key = str(pki.server_cert), str(pki.server_key)
+    missing = str(pki.dir / "no-such-key.pem")
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"options": 0x02000000}, ["options 0x2000000", "pass 0"]),
+        ({"cipher_list": "HIGH:!aNULL"}, ['cipher_list "HIGH:!aNULL"', 'pass ""']),
+        ({"verify_mode": 0x08}, ["verify_mode 0x8 has unknown bits 0x8"]),
+        ({"verify_mode": 0x03}, ["0x01 (none) contradicts"]),
+        ({"private_key": missing}, [f"private_key {missing}: no such file"]),
+        ({"private_key": ""}, ["no private key: private_key is empty and certificate holds none"]),
+        ({"chain": str(pki.other_ca)}, ["do not form a chain", "certificate", "chain"]),
+        ({"password": "pw"}, ["only opens a PKCS#12 file"]),
+        ({"certificate": "cert.pem"}, ["certificate must be PEM text"]),
+        ({"certificate": ""}, ["a TLS server needs certificate"]),
+        ({"identifier": "x" * 256}, ["identifier is 256 bytes"]),
+    ]
+    mark = sb.rec.mark()
+    for change, fragments in cases:
+        args: dict[str, Any] = {
+            "port": 0,
+            "delimiter": "\n",
+            "options": 0,
+            "verify_mode": 0,
+            "cipher_list": "",
+            "certificate": cert,
+            "private_key": key,
+            "password": "",
+            "chain": "",
+            "identifier": "errors",
+        }
+        args.update(change)
+        text = await expect_error(
+            sb,
+            ERR_INVALID_ARGUMENT,
+            fragments,
+            "CreateTLSServer",
+            "qsuussssss",
+            list(args.values()),
+        )
+        assert not any(line in text for line in pki.key_body_lines()), text
+    await sb.barrier()
+    assert sb.rec.sb(start=mark) == []
+    assert await sb.list_servers() == []
