@@ -14,6 +14,7 @@
 #include "sb-source.h"
 #include "sb-state.h"
 #include "sb-statistics.h"
+#include "sb-tcp-connection.h"
 #include "sb-tls.h"
 
 /* How often, and how far apart, a server of the state file whose port is
@@ -960,6 +961,65 @@ handle_create_tls_server (SbSockbridge1         *iface,
   return with_caller (iface, invocation, method_create_tls_server);
 }
 
+/* ---- GetConnectionInfo ------------------------------------------------------------- */
+
+static GTlsConnection *
+tls_of_client (SbClient *client)
+{
+  return SB_IS_TCP_CONNECTION (client) ? sb_tcp_connection_get_tls (SB_TCP_CONNECTION (client))
+                                       : NULL;
+}
+
+static GVariant *
+describe_client (SbClient *client)
+{
+  SbServer *server = sb_client_get_server (client);
+  GTlsConnection *tls = tls_of_client (client);
+  const char *protocol = tls != NULL ? "tls" : sb_server_get_use_udp (server) ? "udp" : "tcp";
+  GVariantBuilder builder;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&builder, "{sv}", "address",
+                         g_variant_new_string (sb_client_get_address (client)));
+  g_variant_builder_add (&builder, "{sv}", "remote-port",
+                         g_variant_new_uint16 (sb_client_get_port (client)));
+  g_variant_builder_add (&builder, "{sv}", "server-port",
+                         g_variant_new_uint16 (sb_server_get_port (server)));
+  g_variant_builder_add (&builder, "{sv}", "identifier",
+                         sb_server_get_identifier_variant (server));
+  g_variant_builder_add (&builder, "{sv}", "protocol", g_variant_new_string (protocol));
+  if (tls != NULL)
+    sb_tls_describe (tls, &builder);
+  return g_variant_builder_end (&builder);
+}
+
+static void
+method_get_connection_info (SbDaemon              *self,
+                            GDBusMethodInvocation *invocation,
+                            guint32                uid)
+{
+  g_autoptr(GError) error = NULL;
+  SbClient *client;
+  guint32 handle;
+
+  g_variant_get (parameters (invocation), "(u)", &handle);
+  client = find_client (self, handle, uid, &error);
+  if (client == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(@a{sv})", describe_client (client)));
+}
+
+static gboolean
+handle_get_connection_info (SbSockbridge1         *iface,
+                            GDBusMethodInvocation *invocation,
+                            guint                  handle)
+{
+  return with_caller (iface, invocation, method_get_connection_info);
+}
+
 /* ---- restore ----------------------------------------------------------------------- */
 
 /* TRUE when @config is bound now, or can never be: FALSE keeps it dormant
@@ -1073,6 +1133,7 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_list_connections = handle_list_connections;
   iface->handle_get_statistics = handle_get_statistics;
   iface->handle_create_tls_server = handle_create_tls_server;
+  iface->handle_get_connection_info = handle_get_connection_info;
 }
 
 static void

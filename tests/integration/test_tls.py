@@ -30,6 +30,7 @@ from sbharness import (
     ERR_ADDRESS_IN_USE,
     ERR_INVALID_ARGUMENT,
     ERR_LIMIT_EXCEEDED,
+    ERR_NOT_FOUND,
     ERR_PERMISSION_DENIED,
     EVENT_TIMEOUT,
     Client,
@@ -38,6 +39,7 @@ from sbharness import (
     ServerInfo,
     Signal,
     TcpClient,
+    UdpPeer,
     bound,
     conn_status,
     data_in,
@@ -426,6 +428,13 @@ async def test_openssl_s_client(sb: Client, pki: Pki, auth: str, cert: str, vers
         handle = await sb.new_handle(port, mark)
         sig = await sb.rec.wait_for(data_in(handle=handle), start=mark)
         assert bytes(sig.body[1]) == b"hello from s_client\n"
+        info = await connection_info(sb, handle)
+        assert info["tls-version"] == {"tls1_2": "TLS 1.2", "tls1_3": "TLS 1.3"}[version]
+        if cert == "ca":
+            assert "CN=device-1" in info["tls-client-certificate-subject"]
+            assert "CN=sockbridge test CA" in info["tls-client-certificate-issuer"]
+        else:
+            assert "tls-client-certificate-subject" not in info
         await sb.send(handle, b"hello back\n")
         line = await asyncio.wait_for(proc.stdout.readline(), bound(EVENT_TIMEOUT))
         assert line == b"hello back\n"
@@ -1098,3 +1107,75 @@ async def test_create_tls_server_errors(sb: Client, daemon: Daemon, pki: Pki) ->
     await sb.barrier()
     assert sb.rec.sb(start=mark) == []
     assert await sb.list_servers() == []
+
+
+# --------------------------------------------------------------------------
+# GetConnectionInfo
+
+
+async def connection_info(sb: Client, handle: int) -> dict[str, Any]:
+    body = await sb.call("GetConnectionInfo", "u", [handle])
+    info = body[0]
+    assert isinstance(info, dict)
+    return {str(k): v.value for k, v in info.items()}
+
+
+@pytest.mark.parametrize("version", [TLS12, TLS13], ids=["tls1.2", "tls1.3"])
+async def test_connection_info_of_a_tls_client(
+    sb: Client, pki: Pki, version: ssl.TLSVersion
+) -> None:
+    port = await start_tls(sb, pki, "info", tls_client_ca=str(pki.ca))
+    ctx = client_context(pki, version, (pki.client_cert, pki.client_key))
+    c = await connect_tls(sb, port, ctx)
+    info = await connection_info(sb, c.handle)
+    cipher = c.writer.get_extra_info("cipher")
+    assert info["address"] == "127.0.0.1"
+    assert info["remote-port"] == c.local_port
+    assert info["server-port"] == port
+    assert info["identifier"] == "info"
+    assert info["protocol"] == "tls"
+    assert info["tls-version"] == VERSION_NAMES[version]
+    assert info["tls-cipher-suite"].startswith("TLS_")
+    if version == TLS13:  # the same IANA name on both sides
+        assert info["tls-cipher-suite"] == cipher[0]
+    assert info["tls-client-certificate-subject"] in (
+        "CN=device-1,O=sockbridge tests",
+        "O=sockbridge tests,CN=device-1",
+    )
+    assert "CN=sockbridge test CA" in info["tls-client-certificate-issuer"]
+    await c.close()
+    await sb.wait_conn_offline(c.handle)
+    with pytest.raises(DBusError) as excinfo:
+        await connection_info(sb, c.handle)
+    assert excinfo.value.type == ERR_NOT_FOUND
+
+
+async def test_connection_info_of_tcp_and_udp_clients(sb: Client) -> None:
+    tcp = await sb.start_server("\n", False, "plain")
+    udp = await sb.start_server("", True, "datagrams")
+    mark = sb.rec.mark()
+    c = await TcpClient.connect("127.0.0.1", tcp)
+    c.handle = await sb.new_handle(tcp, mark)
+    peer = await UdpPeer.open()
+    peer.send(b"hi", "127.0.0.1", udp)
+    h_udp = await sb.new_handle(udp, mark)
+    assert await connection_info(sb, c.handle) == {
+        "address": "127.0.0.1",
+        "remote-port": c.local_port,
+        "server-port": tcp,
+        "identifier": "plain",
+        "protocol": "tcp",
+    }
+    assert await connection_info(sb, h_udp) == {
+        "address": "127.0.0.1",
+        "remote-port": peer.local_port,
+        "server-port": udp,
+        "identifier": "datagrams",
+        "protocol": "udp",
+    }
+    for handle in (0, 2**32 - 1):
+        with pytest.raises(DBusError) as excinfo:
+            await connection_info(sb, handle)
+        assert excinfo.value.type == ERR_NOT_FOUND
+    await c.close()
+    peer.close()
