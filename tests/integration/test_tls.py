@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
+import resource
 import shutil
 import socket
 import ssl
@@ -33,6 +34,7 @@ from sbharness import (
     ERR_NOT_FOUND,
     ERR_PERMISSION_DENIED,
     EVENT_TIMEOUT,
+    WRAPPER,
     Client,
     Daemon,
     DaemonFactory,
@@ -1179,3 +1181,215 @@ async def test_connection_info_of_tcp_and_udp_clients(sb: Client) -> None:
         assert excinfo.value.type == ERR_NOT_FOUND
     await c.close()
     peer.close()
+
+
+# --------------------------------------------------------------------------
+# Many clients, stalled clients: figures
+
+
+Note = Callable[[str, object], None]
+
+
+@pytest.fixture
+def note(record_property: Callable[[str, object], None], request: pytest.FixtureRequest) -> Note:
+    """Record a measured figure: printed (pytest -s) and kept as a junit property."""
+
+    def record(name: str, value: object) -> None:
+        record_property(name, value)
+        print(f"figure {request.node.name}: {name} = {value}")
+
+    return record
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in KiB."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(rest.split()[0])
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
+        pytest.fail(f"this test needs {wanted} descriptors")
+
+
+# Under a wrapper (valgrind) every handshake is ~50x slower.
+MANY = 100 if WRAPPER else 1000
+# Resident memory the daemon may add per TLS connection: GnuTLS's session
+# and record buffers, GIO's objects, the client's own. A generous bound;
+# the figure is printed.
+RSS_PER_CONNECTION_BOUND_KIB = 512
+
+
+async def test_a_thousand_concurrent_tls_connections(
+    sb: Client, daemon: Daemon, pki: Pki, note: Note
+) -> None:
+    raise_fd_limit(2 * MANY + 256)
+    port = await start_tls(
+        sb,
+        pki,
+        "crowd",
+        tls_client_auth="none",
+        max_connections=MANY + 10,
+        tls_handshake_timeout_ms=120000,
+    )
+    # One client first: what GIO loads once (the backend, the session
+    # cache) is not a connection's.
+    first = await connect_tls(sb, port, client_context(pki))
+    await echo_once(sb, first, b"first\n")
+    rss_idle, _ = rss_kib(daemon.pid)
+    before = await statistics(sb)
+    mark = sb.rec.mark()
+    ctx = client_context(pki)
+    gate = asyncio.Semaphore(100)
+
+    async def one() -> TcpClient:
+        async with gate:
+            return await tls_connect(port, ctx, timeout=120)
+
+    t0 = time.monotonic()
+    clients = await asyncio.gather(*(one() for _ in range(MANY)))
+    onlines = await sb.rec.wait_count(
+        conn_status(port=port, status="ONLINE"), MANY, timeout=120, start=mark, what="ONLINE"
+    )
+    elapsed = time.monotonic() - t0
+    handle_of = {c.remote_port: c.handle for c in await sb.list_connections()}
+    for c in clients:
+        c.handle = handle_of[c.local_port]
+    assert sorted(c.handle for c in clients) == sorted(s.body[0] for s in onlines)
+    rss_all, _ = rss_kib(daemon.pid)
+    per_connection = (rss_all - rss_idle) / MANY
+    note("tls-connections", MANY)
+    note("tls-connect-seconds", round(elapsed, 2))
+    note("tls-handshakes-per-second", round(MANY / elapsed))
+    note("rss-mib-idle", round(rss_idle / 1024, 1))
+    note("rss-mib-all-connected", round(rss_all / 1024, 1))
+    note("rss-kib-per-tls-connection", round(per_connection, 1))
+    note("daemon-threads", threads_of(daemon.pid))
+    if not WRAPPER:
+        assert per_connection < RSS_PER_CONNECTION_BOUND_KIB
+
+    # Every one is served, both ways.
+    mark = sb.rec.mark()
+    for i, c in enumerate(clients):
+        c.writer.write(f"client {i}\n".encode())
+    for c in clients:
+        await c.writer.drain()
+    sigs = await sb.rec.wait_count(data_in(), MANY, timeout=60, start=mark, what="lines")
+    assert {s.body[0]: bytes(s.body[1]) for s in sigs} == {
+        c.handle: f"client {i}\n".encode() for i, c in enumerate(clients)
+    }
+    for c in clients:
+        await sb.send(c.handle, b"pong\n")
+    for c in clients:
+        assert await c.read_exactly(5, timeout=60) == b"pong\n"
+    stats = await statistics(sb)
+    assert stats["tls-handshakes"] == before["tls-handshakes"] + MANY
+    assert stats["tls-handshakes-failed"] == before["tls-handshakes-failed"]
+    assert stats["clients"] == MANY + 1
+
+    mark = sb.rec.mark()
+    await asyncio.gather(*(c.close() for c in clients))
+    await sb.rec.wait_count(
+        conn_status(port=port, status="OFFLINE"), MANY, timeout=60, start=mark, what="OFFLINE"
+    )
+    rss_after, hwm = rss_kib(daemon.pid)
+    note("rss-mib-after-close", round(rss_after / 1024, 1))
+    note("peak-rss-mib", round(hwm / 1024, 1))
+    await echo_once(sb, first, b"still here\n")
+    await first.close()
+
+
+STALLED = 10 if WRAPPER else 40
+
+
+async def test_stalled_handshakes_slow_others_but_do_not_stop_them(
+    sb: Client, daemon: Daemon, pki: Pki, note: Note
+) -> None:
+    """Clients that send a ClientHello and stall each hold one of GLib's worker threads.
+
+    GIO runs every handshake on GLib's shared thread pool (10 threads, then
+    about one more per 0.1 s while all are busy), until the handshake
+    timeout. A client behind them waits for a thread; it must still be
+    served. The wait is printed, not asserted.
+    """
+    port = await start_tls(sb, pki, tls_client_auth="none")
+    hello = client_hello(pki)
+    loop = asyncio.get_running_loop()
+    stalled = [await raw_connect(port) for _ in range(STALLED)]
+    for s in stalled:
+        await loop.sock_sendall(s, hello)
+    await wait_statistics(
+        sb, lambda s: s["tls-handshakes-in-progress"] == STALLED, "the stalled handshakes"
+    )
+    t0 = time.monotonic()
+    c = await connect_tls(sb, port, client_context(pki))
+    waited = time.monotonic() - t0
+    note("stalled-handshakes", STALLED)
+    note("handshake-behind-them-seconds", round(waited, 2))
+    note("daemon-threads", threads_of(daemon.pid))
+    await echo_once(sb, c, b"served anyway\n")
+    await c.close()
+    for s in stalled:
+        s.close()
+    await wait_statistics(sb, lambda s: s["tls-handshakes-in-progress"] == 0, "none left")
+
+
+# --------------------------------------------------------------------------
+# Clients that misbehave after their handshake
+
+
+async def bio_client(pki: Pki, port: int) -> tuple[socket.socket, ssl.SSLObject, ssl.MemoryBIO]:
+    """A TLS client over a raw socket: the test decides what goes on the wire."""
+    loop = asyncio.get_running_loop()
+    s = await raw_connect(port)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(pki, TLS12).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            await loop.sock_sendall(s, outgoing.read())
+            data = await asyncio.wait_for(loop.sock_recv(s, 65536), bound(EVENT_TIMEOUT))
+            assert data, "the server closed during the handshake"
+            incoming.write(data)
+    await loop.sock_sendall(s, outgoing.read())
+    return s, tls, outgoing
+
+
+@pytest.mark.parametrize("how", ["garbage-record", "abrupt-close", "reset"])
+async def test_misbehaving_client_goes_offline(
+    sb: Client, daemon: Daemon, pki: Pki, how: str
+) -> None:
+    port = await start_tls(sb, pki, tls_client_auth="none")
+    loop = asyncio.get_running_loop()
+    mark = sb.rec.mark()
+    s, tls, outgoing = await bio_client(pki, port)
+    handle = await sb.new_handle(port, mark)
+    tls.write(b"a good frame\n")
+    await loop.sock_sendall(s, outgoing.read())
+    await sb.rec.wait_for(data_in(handle=handle), start=mark)
+    if how == "garbage-record":
+        await loop.sock_sendall(s, b"\x17\x03\x03\x00\x20" + os.urandom(32))
+    elif how == "reset":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    else:
+        s.close()  # no close_notify
+    await sb.wait_conn_offline(handle, start=mark)
+    s.close()
+    assert data_of(sb.rec.find(data_in(handle=handle), mark)) == [b"a good frame\n"]
+    c = await connect_tls(sb, port, client_context(pki))
+    await echo_once(sb, c, b"others are fine\n")
+    await c.close()
