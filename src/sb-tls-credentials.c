@@ -419,71 +419,178 @@ sb_tls_load_certificate (const SbTlsConfig  *config,
 
 /* ---- the client CA ----------------------------------------------------------- */
 
-/* GIO's file database takes a file, and reads it again for each
- * connection: inline PEM goes to a file of its own in a private
- * temporary directory for as long as the server runs. CAs are public. */
+/* A GTlsDatabase that hands every question to another one. GIO's GnuTLS
+ * backend turns a database of its own into GnuTLS credentials for each
+ * connection, which for a bundle of many CAs costs megabytes per
+ * connection; a database of any other type it just asks to verify the
+ * client's chain (on the main thread, when the client's certificate
+ * arrives), which the wrapped database does with the trust list it built
+ * once. The only cost: the server's CertificateRequest names no CA, which
+ * TLS allows (a client may then send any certificate). */
+#define SB_TYPE_TLS_VERIFIER (sb_tls_verifier_get_type ())
+G_DECLARE_FINAL_TYPE (SbTlsVerifier, sb_tls_verifier, SB, TLS_VERIFIER, GTlsDatabase)
+
+struct _SbTlsVerifier
+{
+  GTlsDatabase  parent_instance;
+
+  GTlsDatabase *inner;
+};
+
+G_DEFINE_FINAL_TYPE (SbTlsVerifier, sb_tls_verifier, G_TYPE_TLS_DATABASE)
+
+static GTlsCertificateFlags
+verifier_verify_chain (GTlsDatabase             *database,
+                       GTlsCertificate          *chain,
+                       const char               *purpose,
+                       GSocketConnectable       *identity,
+                       GTlsInteraction          *interaction,
+                       GTlsDatabaseVerifyFlags   flags,
+                       GCancellable             *cancellable,
+                       GError                  **error)
+{
+  return g_tls_database_verify_chain (SB_TLS_VERIFIER (database)->inner, chain, purpose,
+                                      identity, interaction, flags, cancellable, error);
+}
+
 static char *
-copy_to_file (const SbText  *text,
-              GError       **error)
+verifier_create_certificate_handle (GTlsDatabase    *database,
+                                    GTlsCertificate *certificate)
+{
+  return g_tls_database_create_certificate_handle (SB_TLS_VERIFIER (database)->inner,
+                                                   certificate);
+}
+
+static GTlsCertificate *
+verifier_lookup_certificate_for_handle (GTlsDatabase             *database,
+                                        const char               *handle,
+                                        GTlsInteraction          *interaction,
+                                        GTlsDatabaseLookupFlags   flags,
+                                        GCancellable             *cancellable,
+                                        GError                  **error)
+{
+  return g_tls_database_lookup_certificate_for_handle (SB_TLS_VERIFIER (database)->inner,
+                                                       handle, interaction, flags,
+                                                       cancellable, error);
+}
+
+static GTlsCertificate *
+verifier_lookup_certificate_issuer (GTlsDatabase             *database,
+                                    GTlsCertificate          *certificate,
+                                    GTlsInteraction          *interaction,
+                                    GTlsDatabaseLookupFlags   flags,
+                                    GCancellable             *cancellable,
+                                    GError                  **error)
+{
+  return g_tls_database_lookup_certificate_issuer (SB_TLS_VERIFIER (database)->inner,
+                                                   certificate, interaction, flags,
+                                                   cancellable, error);
+}
+
+static GList *
+verifier_lookup_certificates_issued_by (GTlsDatabase             *database,
+                                        GByteArray               *issuer_raw_dn,
+                                        GTlsInteraction          *interaction,
+                                        GTlsDatabaseLookupFlags   flags,
+                                        GCancellable             *cancellable,
+                                        GError                  **error)
+{
+  return g_tls_database_lookup_certificates_issued_by (SB_TLS_VERIFIER (database)->inner,
+                                                       issuer_raw_dn, interaction, flags,
+                                                       cancellable, error);
+}
+
+static void
+sb_tls_verifier_finalize (GObject *object)
+{
+  g_clear_object (&SB_TLS_VERIFIER (object)->inner);
+  G_OBJECT_CLASS (sb_tls_verifier_parent_class)->finalize (object);
+}
+
+static void
+sb_tls_verifier_class_init (SbTlsVerifierClass *klass)
+{
+  GTlsDatabaseClass *database_class = G_TLS_DATABASE_CLASS (klass);
+
+  G_OBJECT_CLASS (klass)->finalize = sb_tls_verifier_finalize;
+  database_class->verify_chain = verifier_verify_chain;
+  database_class->create_certificate_handle = verifier_create_certificate_handle;
+  database_class->lookup_certificate_for_handle = verifier_lookup_certificate_for_handle;
+  database_class->lookup_certificate_issuer = verifier_lookup_certificate_issuer;
+  database_class->lookup_certificates_issued_by = verifier_lookup_certificates_issued_by;
+}
+
+static void
+sb_tls_verifier_init (SbTlsVerifier *self)
+{
+}
+
+static GTlsDatabase *
+verifier_new (GTlsDatabase *inner)
+{
+  SbTlsVerifier *self = g_object_new (SB_TYPE_TLS_VERIFIER, NULL);
+
+  self->inner = inner;
+  return G_TLS_DATABASE (self);
+}
+
+/* GIO's file database takes a file: inline PEM is written to a private
+ * temporary one, read at once (the database builds its trust list when
+ * it is made), and removed. CAs are public anyway. */
+static GTlsDatabase *
+database_from_text (const SbText  *text,
+                    GError       **error)
 {
   g_autofree char *dir = g_dir_make_tmp ("sockbridge-XXXXXX", error);
   g_autofree char *path = NULL;
+  GTlsDatabase *database = NULL;
 
   if (dir == NULL)
     return NULL;
   path = g_build_filename (dir, "client-ca.pem", NULL);
-  if (!g_file_set_contents (path, text->data, text->len, error)) {
-    g_rmdir (dir);
-    return NULL;
-  }
-  return g_steal_pointer (&path);
-}
-
-void
-sb_tls_remove_copy (const char *copy)
-{
-  g_autofree char *dir = NULL;
-
-  if (copy == NULL)
-    return;
-  dir = g_path_get_dirname (copy);
-  g_unlink (copy);
+  if (g_file_set_contents (path, text->data, text->len, error))
+    database = g_tls_file_database_new (path, error);
+  g_unlink (path);
   g_rmdir (dir);
+  return database;
 }
 
-GTlsDatabase *
-sb_tls_load_client_ca (const SbTlsConfig  *config,
-                       char              **copy,
-                       GError            **error)
+static GTlsDatabase *
+load_client_ca_file (const SbTlsConfig  *config,
+                     GError            **error)
 {
-  g_autofree char *what = NULL;
+  g_autofree char *what = describe (config, SB_TLS_CLIENT_CA);
   g_autoptr(SbText) text = NULL;
   g_autoptr(GError) tls_error = NULL;
-  g_autofree char *path = NULL;
   GTlsDatabase *database;
 
-  g_return_val_if_fail (config != NULL, NULL);
-  g_return_val_if_fail (copy != NULL && *copy == NULL, NULL);
-
-  if (sb_tls_config_get_text (config, SB_TLS_CLIENT_CA) == NULL)
-    return NULL;
-  what = describe (config, SB_TLS_CLIENT_CA);
   text = load_text (config, SB_TLS_CLIENT_CA, error);
   if (text == NULL)
     return NULL;
   if (scan_pem (text).certificates == 0)
     return invalid (error, SB_ERROR_INVALID_ARGUMENT,
                     "%s: holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")", what);
-  path = g_strdup (text->path);
-  if (path == NULL && (path = copy_to_file (text, &tls_error)) == NULL)
-    return invalid (error, SB_ERROR_FAILED, "%s: %s", what, tls_error->message);
-  database = g_tls_file_database_new (path, &tls_error);
-  if (database == NULL) {
-    if (text->path == NULL)
-      sb_tls_remove_copy (path);
+  if (text->path != NULL)
+    database = g_tls_file_database_new (text->path, &tls_error);
+  else
+    database = database_from_text (text, &tls_error);
+  if (database == NULL)
     return invalid (error, SB_ERROR_INVALID_ARGUMENT, "%s: %s", what, tls_error->message);
-  }
-  if (text->path == NULL)
-    *copy = g_steal_pointer (&path);
   return database;
+}
+
+GTlsDatabase *
+sb_tls_load_client_ca (const SbTlsConfig  *config,
+                       GError            **error)
+{
+  GTlsDatabase *inner;
+
+  g_return_val_if_fail (config != NULL, NULL);
+
+  if (sb_tls_config_get_text (config, SB_TLS_CLIENT_CA) != NULL)
+    inner = load_client_ca_file (config, error);
+  else if ((inner = g_tls_backend_get_default_database (g_tls_backend_get_default ())) == NULL)
+    g_set_error_literal (error, SB_ERROR, SB_ERROR_FAILED, "GIO has no default certificate "
+                         "database to verify client certificates against: set tls-client-ca");
+  return inner != NULL ? verifier_new (inner) : NULL;
 }

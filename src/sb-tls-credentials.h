@@ -19,15 +19,13 @@ G_BEGIN_DECLS
 GTlsCertificate *sb_tls_load_certificate (const SbTlsConfig  *config,
                                           GError            **error);
 
-/* The CAs that client certificates are verified against (tls-client-ca);
- * NULL without error when none is set. GIO reads its file again for each
- * connection: inline PEM is copied to a private temporary file, whose
- * path is set in @copy, to be removed with sb_tls_remove_copy() when the
- * server stops. */
+/* The CAs that client certificates are verified against: tls-client-ca,
+ * or GIO's default database (the system's trust store) when it is not
+ * set. Either is wrapped, so that GIO's GnuTLS backend, which copies a
+ * GnuTLS database's whole trust list into every connection (3.7 MiB and
+ * 9 ms per connection for the system's 144 CAs, measured), only asks it
+ * to verify the certificates clients send. */
 GTlsDatabase    *sb_tls_load_client_ca   (const SbTlsConfig  *config,
-                                          char              **copy,
                                           GError            **error);
-/* Removes the copy and its directory; NULL is fine. */
-void             sb_tls_remove_copy      (const char         *copy);
 
 G_END_DECLS

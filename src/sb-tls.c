@@ -39,7 +39,6 @@ struct _SbTls
   SbServer               *server;       /* unowned: it owns us */
   GTlsCertificate        *certificate;
   GTlsDatabase           *database;     /* verifies clients; NULL when none are asked */
-  char                   *client_ca;    /* a temporary copy of inline tls-client-ca */
   GTlsAuthenticationMode  mode;
   guint                   timeout_ms;
   GHashTable             *handshakes;   /* SbHandshake*, a set */
@@ -226,11 +225,11 @@ start_handshake (SbHandshake *hs)
 
   g_clear_pointer (&hs->watch, sb_watch_free);
   g_socket_set_option (hs->socket, SOL_SOCKET, SO_RCVLOWAT, 1, NULL);
-  /* g_tls_server_connection_new() with the database set at once: GnuTLS
-   * credentials are made per connection from the database's CAs, and the
-   * default one (the system's whole store) is not wanted when no client
-   * certificate is. close_notify is not required: devices often just
-   * close, and what they sent is delivered as it arrives anyway. */
+  /* g_tls_server_connection_new() with the database set at once: the
+   * default one, the system's, would otherwise be loaded into every
+   * connection (see sb_tls_load_client_ca()). close_notify is not
+   * required: devices often just close, and what they sent is delivered
+   * as it arrives anyway. */
   hs->stream = g_initable_new (g_tls_backend_get_server_connection_type (backend), NULL, &error,
                                "base-io-stream", hs->connection,
                                "certificate", tls->certificate,
@@ -365,8 +364,6 @@ sb_tls_new (SbServer  *server,
   const SbTlsConfig *config = sb_server_get_config (server)->tls;
   g_autoptr(GTlsCertificate) certificate = NULL;
   g_autoptr(GTlsDatabase) database = NULL;
-  g_autoptr(GError) local_error = NULL;
-  g_autofree char *client_ca = NULL;
   SbTls *self;
 
   g_return_val_if_fail (config != NULL, NULL);
@@ -379,15 +376,10 @@ sb_tls_new (SbServer  *server,
   certificate = sb_tls_load_certificate (config, error);
   if (certificate == NULL)
     return NULL;
-  database = sb_tls_load_client_ca (config, &client_ca, &local_error);
-  if (local_error != NULL) {
-    g_propagate_error (error, g_steal_pointer (&local_error));
+  if (config->client_auth != SB_TLS_CLIENT_AUTH_NONE &&
+      (database = sb_tls_load_client_ca (config, error)) == NULL)
     return NULL;
-  }
-  if (database == NULL && config->client_auth != SB_TLS_CLIENT_AUTH_NONE)
-    database = g_tls_backend_get_default_database (g_tls_backend_get_default ());
   self = g_new0 (SbTls, 1);
-  self->client_ca = g_steal_pointer (&client_ca);
   self->server = server;
   self->certificate = g_steal_pointer (&certificate);
   self->database = g_steal_pointer (&database);
@@ -420,8 +412,6 @@ sb_tls_free (SbTls *self)
   g_hash_table_unref (self->handshakes);
   g_clear_object (&self->certificate);
   g_clear_object (&self->database);
-  sb_tls_remove_copy (self->client_ca);
-  g_free (self->client_ca);
   g_free (self);
 }
 
