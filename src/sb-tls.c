@@ -22,7 +22,7 @@
  * nothing, a little, or no TLS at all never takes one. */
 #define SB_TLS_RECORD_HEADER    5
 #define SB_TLS_HANDSHAKE_RECORD 0x16
-#define SB_TLS_MAX_RECORD       (16384 + 2048)
+#define SB_TLS_MAX_RECORD       (16384 + 2048)  /* RFC 8446 5.2: 2^14 + 2048 at most */
 
 typedef struct
 {
@@ -281,6 +281,10 @@ on_first_bytes (SbWatch      *watch,
     return;
   }
   needed = SB_TLS_RECORD_HEADER + ((gsize) header[3] << 8 | header[4]);
+  if (needed > SB_TLS_RECORD_HEADER + SB_TLS_MAX_RECORD) {
+    fail (hs, "its first record is longer than TLS allows (not TLS?)");
+    return;
+  }
   if (ioctl (g_socket_get_fd (hs->socket), FIONREAD, &available) == 0 && (gsize) available >= needed)
     start_handshake (hs);
   else if (hs->needed == needed || !wait_for (hs, needed))

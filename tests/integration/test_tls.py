@@ -486,17 +486,20 @@ async def test_plain_tcp_client_on_a_tls_port(sb: Client, daemon: Daemon, pki: P
     port = await start_tls(sb, pki, tls_client_auth="none")
     before = await statistics(sb)
     mark = sb.rec.mark()
-    s = await raw_connect(port)
-    await asyncio.get_running_loop().sock_sendall(s, b"hello, plain text\r\n")
-    assert await read_until_closed(s) == b""
-    s.close()
+    # Plain text, and a "handshake record" longer than TLS allows.
+    for first in (b"hello, plain text\r\n", b"\x16\x03\x01\xff\xff" + bytes(100)):
+        s = await raw_connect(port)
+        await asyncio.get_running_loop().sock_sendall(s, first)
+        assert await read_until_closed(s) == b""
+        s.close()
     stats = await wait_statistics(
-        sb, lambda s: s["tls-handshakes-failed"] == before["tls-handshakes-failed"] + 1, "it"
+        sb, lambda s: s["tls-handshakes-failed"] == before["tls-handshakes-failed"] + 2, "them"
     )
     assert stats["tls-handshakes-in-progress"] == 0
     assert stats["connections-accepted"] == before["connections-accepted"]
     assert no_signal_of(sb, port, mark) == []
     assert "sent no TLS handshake" in daemon.output()
+    assert "longer than TLS allows" in daemon.output()
     # Others are served.
     c = await connect_tls(sb, port, client_context(pki))
     await echo_once(sb, c, b"still serving\n")
