@@ -58,6 +58,7 @@ sb_server_config_copy (const SbServerConfig *self)
   copy->allow_from = g_strdupv (self->allow_from);
   copy->multicast_groups = g_strdupv (self->multicast_groups);
   copy->multicast_interface = g_strdup (self->multicast_interface);
+  copy->tls = sb_tls_config_copy (self->tls);
   return copy;
 }
 
@@ -72,6 +73,7 @@ sb_server_config_free (SbServerConfig *self)
   g_strfreev (self->allow_from);
   g_strfreev (self->multicast_groups);
   g_free (self->multicast_interface);
+  sb_tls_config_free (self->tls);
   g_free (self);
 }
 
@@ -281,6 +283,63 @@ apply_multicast_interface (const SbOption  *option,
   return TRUE;
 }
 
+/* ---- TLS options ---------------------------------------------------------- */
+
+static SbTlsConfig *
+tls_of (SbServerConfig *config)
+{
+  if (config->tls == NULL)
+    config->tls = sb_tls_config_new ();
+  return config->tls;
+}
+
+/* The text options, each an SbTlsText in ->offset. */
+static gboolean
+apply_tls_text (const SbOption  *option,
+                GVariant        *value,
+                SbServerConfig  *config,
+                GError         **error)
+{
+  sb_tls_config_set_text (tls_of (config), (SbTlsText) option->offset,
+                          g_variant_get_string (value, NULL));
+  return TRUE;
+}
+
+static gboolean
+apply_tls_client_auth (const SbOption  *option,
+                       GVariant        *value,
+                       SbServerConfig  *config,
+                       GError         **error)
+{
+  const char *text = g_variant_get_string (value, NULL);
+
+  if (!sb_tls_client_auth_from_string (text, &tls_of (config)->client_auth)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' must be \"none\", \"request\" or \"require\", not \"%.32s\"",
+                 option->key, text);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+apply_tls_uint (const SbOption  *option,
+                GVariant        *value,
+                SbServerConfig  *config,
+                GError         **error)
+{
+  guint32 number = g_variant_get_uint32 (value);
+
+  if (number < option->min || number > option->max) {
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "option '%s' must be from %u to %u, not %u",
+                 option->key, option->min, option->max, number);
+    return FALSE;
+  }
+  G_STRUCT_MEMBER (guint, tls_of (config), option->offset) = number;
+  return TRUE;
+}
+
 /* In the order the error message lists them. */
 static const SbOption sb_options[] = {
   { "allow-from", "as", apply_allow_from, 0, 0, 0 },
@@ -300,6 +359,14 @@ static const SbOption sb_options[] = {
   { "multicast-interface", "s", apply_multicast_interface, 0, 0, 0 },
   { "strip-delimiter", "b", apply_boolean,
     G_STRUCT_OFFSET (SbServerConfig, strip_delimiter), 0, 0 },
+  { "tls-certificate", "s", apply_tls_text, SB_TLS_CERTIFICATE, 0, 0 },
+  { "tls-chain", "s", apply_tls_text, SB_TLS_CHAIN, 0, 0 },
+  { "tls-client-auth", "s", apply_tls_client_auth, 0, 0, 0 },
+  { "tls-client-ca", "s", apply_tls_text, SB_TLS_CLIENT_CA, 0, 0 },
+  { "tls-handshake-timeout-ms", "u", apply_tls_uint,
+    G_STRUCT_OFFSET (SbTlsConfig, handshake_timeout_ms), 1, SB_TLS_MAX_HANDSHAKE_TIMEOUT_MS },
+  { "tls-password", "s", apply_tls_text, SB_TLS_PASSWORD, 0, 0 },
+  { "tls-private-key", "s", apply_tls_text, SB_TLS_PRIVATE_KEY, 0, 0 },
   { "udp-peer-timeout-ms", "u", apply_uint,
     G_STRUCT_OFFSET (SbServerConfig, udp_peer_timeout_ms), 0, G_MAXUINT32 },
 };
@@ -399,6 +466,8 @@ sb_server_config_new_from_args (guint16      port,
     return NULL;
   if (!sb_server_config_check (config, error))
     return NULL;
+  if (config->tls != NULL && !sb_tls_config_check (config->tls, config->use_udp, error))
+    return NULL;
   return g_steal_pointer (&config);
 }
 
@@ -420,6 +489,7 @@ sb_server_config_same_settings (const SbServerConfig *a,
   g_return_val_if_fail (b != NULL, FALSE);
 
   return !a->use_udp == !b->use_udp &&
+         sb_tls_config_equal (a->tls, b->tls) &&
          g_str_equal (a->identifier, b->identifier) &&
          g_bytes_equal (a->delimiter, b->delimiter) &&
          g_strcmp0 (a->bind_address, b->bind_address) == 0 &&
@@ -456,6 +526,36 @@ strv_variant (GStrv strv)
  * means "unset" and the answer must be valid to pass back.
  * Secrets never go in here: GetServerOptions() answers whoever may touch
  * the server, and its answer travels over the bus in clear. */
+/* A TLS server's settings, its secrets left out: the password never, and a
+ * certificate, key, chain or CA bundle only as the path it was given
+ * (inline PEM text may hold a private key). */
+static void
+add_tls_options (GVariantBuilder   *builder,
+                 const SbTlsConfig *tls)
+{
+  static const struct {
+    SbTlsText   text;
+    const char *key;
+  } paths[] = {
+    { SB_TLS_CERTIFICATE, "tls-certificate" },
+    { SB_TLS_CHAIN, "tls-chain" },
+    { SB_TLS_CLIENT_CA, "tls-client-ca" },
+    { SB_TLS_PRIVATE_KEY, "tls-private-key" },
+  };
+
+  if (tls == NULL)
+    return;
+  for (gsize i = 0; i < G_N_ELEMENTS (paths); i++) {
+    const char *value = sb_tls_config_get_text (tls, paths[i].text);
+
+    if (value != NULL && g_path_is_absolute (value))
+      add_option (builder, paths[i].key, g_variant_new_string (value));
+  }
+  add_option (builder, "tls-client-auth",
+              g_variant_new_string (sb_tls_client_auth_to_string (tls->client_auth)));
+  add_option (builder, "tls-handshake-timeout-ms", g_variant_new_uint32 (tls->handshake_timeout_ms));
+}
+
 GVariant *
 sb_server_config_to_options (const SbServerConfig *config)
 {
@@ -483,6 +583,7 @@ sb_server_config_to_options (const SbServerConfig *config)
   if (config->multicast_interface != NULL)
     add_option (&builder, "multicast-interface", g_variant_new_string (config->multicast_interface));
   add_option (&builder, "strip-delimiter", g_variant_new_boolean (config->strip_delimiter));
+  add_tls_options (&builder, config->tls);
   add_option (&builder, "udp-peer-timeout-ms", g_variant_new_uint32 (config->udp_peer_timeout_ms));
   return g_variant_builder_end (&builder);
 }

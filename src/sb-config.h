@@ -3,6 +3,8 @@
 
 #include <glib.h>
 
+#include "sb-tls-config.h"
+
 G_BEGIN_DECLS
 
 #define SB_DEFAULT_FLUSH_TIMEOUT_MS    1000
@@ -23,6 +25,7 @@ G_BEGIN_DECLS
 typedef struct {
   guint16   port;               /* requested port; the bound one once bound */
   gboolean  use_udp;
+  SbTlsConfig *tls;             /* NULL: plain TCP or UDP */
   char     *identifier;         /* never NULL */
   GBytes   *delimiter;          /* never NULL; empty = no delimiter */
   char     *bind_address;       /* NULL = all interfaces, IPv4 and IPv6 */

@@ -15,6 +15,8 @@
 #include "sb-state.h"
 #include "sb-statistics.h"
 #include "sb-udp-server.h"
+#include "sb-tcp-connection.h"
+#include "sb-tls.h"
 
 /* How often, and how far apart, a server of the state file whose port is
  * still taken is tried again: a replaced instance may not have let go of
@@ -457,6 +459,45 @@ check_port_free (SbDaemon              *self,
   return TRUE;
 }
 
+/* The inline PEM text (and passwords) of persistent TLS servers, all of
+ * which the state file holds. */
+static gsize
+inline_pem_size (SbDaemon *self)
+{
+  GHashTableIter iter;
+  gpointer server;
+  gsize size = 0;
+
+  g_hash_table_iter_init (&iter, self->servers);
+  while (g_hash_table_iter_next (&iter, NULL, &server)) {
+    const SbServerConfig *config = sb_server_get_config (server);
+
+    if (!config->exit_with_caller)
+      size += sb_tls_config_inline_size (config->tls);
+  }
+  for (guint i = 0; i < self->dormant->len; i++)
+    size += sb_tls_config_inline_size (((SbServerConfig *) self->dormant->pdata[i])->tls);
+  return size;
+}
+
+/* A state file over SB_STATE_MAX_BYTES is refused at start-up, every
+ * server with it: the room for inline PEM is bounded well below. */
+static gboolean
+check_inline_pem_room (SbDaemon              *self,
+                       const SbServerConfig  *config,
+                       GError               **error)
+{
+  gsize size = sb_tls_config_inline_size (config->tls);
+
+  if (size == 0 || config->exit_with_caller ||
+      size + inline_pem_size (self) <= SB_TLS_MAX_INLINE_TOTAL)
+    return TRUE;
+  g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+               "the state file would hold more than %d bytes of inline PEM text: give the "
+               "certificates and keys as file paths", SB_TLS_MAX_INLINE_TOTAL);
+  return FALSE;
+}
+
 static SbServer *
 create_server (SbDaemon               *self,
                SbServerConfig         *config,
@@ -470,6 +511,8 @@ create_server (SbDaemon               *self,
     return NULL;
   if (server != NULL)
     return server;
+  if (!check_inline_pem_room (self, config, error))
+    return NULL;
   if (g_hash_table_size (self->servers) >= SB_MAX_SERVERS) {
     g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
                  "sockbridged already runs %d servers, its limit", SB_MAX_SERVERS);
@@ -846,6 +889,7 @@ method_get_statistics (SbDaemon              *self,
   g_variant_builder_add (&builder, "{st}", "bus-stalls", sb_backlog_get_stalls (self->backlog));
   g_variant_builder_add (&builder, "{st}", "connections-denied", sb_statistics.connections_denied);
   g_variant_builder_add (&builder, "{st}", "udp-datagrams-denied", sb_statistics.udp_datagrams_denied);
+  sb_tls_add_statistics (&builder);
   g_dbus_method_invocation_return_value (invocation, g_variant_new ("(a{st})", &builder));
 }
 
@@ -854,6 +898,129 @@ handle_get_statistics (SbSockbridge1         *iface,
                        GDBusMethodInvocation *invocation)
 {
   return with_caller (iface, invocation, method_get_statistics);
+}
+
+/* ---- CreateTLSServer ------------------------------------------------------------- */
+
+/* DriverWorks' arguments make a config as CreateServerWithOptions'
+ * tls-* options would. */
+static SbServerConfig *
+config_from_tls_arguments (GVariant  *args,
+                           GError   **error)
+{
+  const char *delimiter, *cipher_list, *certificate, *private_key, *password, *chain, *identifier;
+  g_autoptr(SbServerConfig) config = NULL;
+  guint32 options, verify_mode;
+  guint16 port;
+
+  g_variant_get (args, "(q&suu&s&s&s&s&s&s)", &port, &delimiter, &options, &verify_mode,
+                 &cipher_list, &certificate, &private_key, &password, &chain, &identifier);
+  config = sb_server_config_new_from_args (port, delimiter, FALSE, identifier, NULL, error);
+  if (config == NULL)
+    return NULL;
+  config->tls = sb_tls_config_new_from_arguments (options, verify_mode, cipher_list, certificate,
+                                                  private_key, password, chain, error);
+  if (config->tls == NULL || !sb_tls_config_check (config->tls, FALSE, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+static void
+method_create_tls_server (SbDaemon              *self,
+                          GDBusMethodInvocation *invocation,
+                          guint32                uid)
+{
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  SbServer *server = NULL;
+
+  config = config_from_tls_arguments (parameters (invocation), &error);
+  if (config != NULL) {
+    config->owner_uid = uid;
+    server = create_server (self, config, invocation, &error);
+  }
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(q)", sb_server_get_port (server)));
+}
+
+static gboolean
+handle_create_tls_server (SbSockbridge1         *iface,
+                          GDBusMethodInvocation *invocation,
+                          guint16                port,
+                          const char            *delimiter,
+                          guint                  options,
+                          guint                  verify_mode,
+                          const char            *cipher_list,
+                          const char            *certificate,
+                          const char            *private_key,
+                          const char            *password,
+                          const char            *chain,
+                          const char            *identifier)
+{
+  return with_caller (iface, invocation, method_create_tls_server);
+}
+
+/* ---- GetConnectionInfo ------------------------------------------------------------- */
+
+static GTlsConnection *
+tls_of_client (SbClient *client)
+{
+  return SB_IS_TCP_CONNECTION (client) ? sb_tcp_connection_get_tls (SB_TCP_CONNECTION (client))
+                                       : NULL;
+}
+
+static GVariant *
+describe_client (SbClient *client)
+{
+  SbServer *server = sb_client_get_server (client);
+  GTlsConnection *tls = tls_of_client (client);
+  const char *protocol = tls != NULL ? "tls" : sb_server_get_use_udp (server) ? "udp" : "tcp";
+  GVariantBuilder builder;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&builder, "{sv}", "address",
+                         g_variant_new_string (sb_client_get_address (client)));
+  g_variant_builder_add (&builder, "{sv}", "remote-port",
+                         g_variant_new_uint16 (sb_client_get_port (client)));
+  g_variant_builder_add (&builder, "{sv}", "server-port",
+                         g_variant_new_uint16 (sb_server_get_port (server)));
+  g_variant_builder_add (&builder, "{sv}", "identifier",
+                         sb_server_get_identifier_variant (server));
+  g_variant_builder_add (&builder, "{sv}", "protocol", g_variant_new_string (protocol));
+  if (tls != NULL)
+    sb_tls_describe (tls, &builder);
+  return g_variant_builder_end (&builder);
+}
+
+static void
+method_get_connection_info (SbDaemon              *self,
+                            GDBusMethodInvocation *invocation,
+                            guint32                uid)
+{
+  g_autoptr(GError) error = NULL;
+  SbClient *client;
+  guint32 handle;
+
+  g_variant_get (parameters (invocation), "(u)", &handle);
+  client = find_client (self, handle, uid, &error);
+  if (client == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(@a{sv})", describe_client (client)));
+}
+
+static gboolean
+handle_get_connection_info (SbSockbridge1         *iface,
+                            GDBusMethodInvocation *invocation,
+                            guint                  handle)
+{
+  return with_caller (iface, invocation, method_get_connection_info);
 }
 
 /* ---- restore ----------------------------------------------------------------------- */
@@ -982,6 +1149,8 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_get_statistics = handle_get_statistics;
   iface->handle_get_server_options = handle_get_server_options;
   iface->handle_server_send_to = handle_server_send_to;
+  iface->handle_create_tls_server = handle_create_tls_server;
+  iface->handle_get_connection_info = handle_get_connection_info;
 }
 
 static void

@@ -23,12 +23,14 @@ typedef struct
   guint64         denied;      /* peers turned away since the last log line */
   gint64          denied_logged_at;
   gboolean        denied_logged;
+  guint           held;       /* places held by connections not yet clients */
 } SbServerPrivate;
 
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (SbServer, sb_server, G_TYPE_OBJECT)
 
 static guint sb_total_clients;
 static guint sb_total_limit = G_MAXUINT;
+static guint sb_total_held;
 
 void
 sb_server_set_total_limit (guint limit)
@@ -164,8 +166,8 @@ sb_server_is_full (SbServer *self)
 {
   SbServerPrivate *priv = sb_server_get_instance_private (self);
 
-  return g_hash_table_size (priv->clients) >= priv->config->max_connections ||
-         sb_total_clients >= sb_total_limit;
+  return g_hash_table_size (priv->clients) + priv->held >= priv->config->max_connections ||
+         sb_total_clients + sb_total_held >= sb_total_limit;
 }
 
 const char *
@@ -351,4 +353,23 @@ sb_server_admits (SbServer       *self,
     return TRUE;
   deny (self, address);
   return FALSE;
+}
+
+void
+sb_server_hold_place (SbServer *self)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  priv->held++;
+  sb_total_held++;
+}
+
+void
+sb_server_release_place (SbServer *self)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  g_return_if_fail (priv->held > 0);
+  priv->held--;
+  sb_total_held--;
 }

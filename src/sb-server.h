@@ -90,5 +90,9 @@ void                  sb_server_client_frame    (SbServer             *self,
  * and logs it, at most once a minute per server. */
 gboolean              sb_server_admits          (SbServer             *self,
                                                  GSocketAddress       *remote);
+/* A connection that is not a client yet (a TLS handshake) holds a place:
+ * sb_server_is_full() counts it, for the server and daemon-wide. */
+void                  sb_server_hold_place      (SbServer             *self);
+void                  sb_server_release_place   (SbServer             *self);
 
 G_END_DECLS

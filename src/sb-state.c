@@ -49,7 +49,7 @@ static const char * const sb_root_members[] = { "version", "servers", NULL };
 static const char * const sb_server_members[] = {
   "port", "udp", "identifier", "delimiter", "bind-address", "batch",
   "flush-timeout-ms", "max-message-bytes", "max-connections",
-  "udp-peer-timeout-ms", "owner-uid",
+  "udp-peer-timeout-ms", "owner-uid", "tls",
   "strip-delimiter", "allow-from", "multicast-groups", "multicast-interface",
   NULL
 };
@@ -71,6 +71,15 @@ static const SbOptionMember sb_option_members[] = {
   { "multicast-groups", "as" },
   { "multicast-interface", "s" },
 };
+
+/* A TLS server's "tls" object: SbTlsText's texts, in their order, then
+ * the rest. */
+static const char * const sb_tls_members[] = {
+  "certificate", "private-key", "password", "chain", "client-ca",
+  "client-auth", "handshake-timeout-ms", NULL
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (sb_tls_members) == SB_TLS_N_TEXTS + 3);
 
 static GPtrArray *
 config_array_new (void)
@@ -282,6 +291,73 @@ read_batch (JsonObject      *object,
 }
 
 static gboolean
+read_tls_texts (JsonObject   *object,
+                guint         server,
+                SbTlsConfig  *tls,
+                GError      **error)
+{
+  for (SbTlsText i = 0; i < SB_TLS_N_TEXTS; i++) {
+    const char *text;
+
+    if (!json_object_has_member (object, sb_tls_members[i]))
+      continue;
+    text = read_string (object, server, sb_tls_members[i], error);
+    if (text == NULL)
+      return FALSE;
+    sb_tls_config_set_text (tls, i, text);
+  }
+  return TRUE;
+}
+
+static gboolean
+read_tls_settings (JsonObject   *object,
+                   guint         server,
+                   SbTlsConfig  *tls,
+                   GError      **error)
+{
+  const char *auth = read_string (object, server, "client-auth", error);
+  gint64 timeout;
+
+  if (auth == NULL)
+    return FALSE;
+  if (!sb_tls_client_auth_from_string (auth, &tls->client_auth))
+    return invalid (error, server, "'client-auth' must be \"none\", \"request\" or \"require\"");
+  if (!read_integer (object, server, "handshake-timeout-ms", 1, SB_TLS_MAX_HANDSHAKE_TIMEOUT_MS,
+                     &timeout, error))
+    return FALSE;
+  tls->handshake_timeout_ms = (guint) timeout;
+  return TRUE;
+}
+
+/* Optional: absent means no TLS. Its texts are what the caller gave:
+ * paths, or PEM text and a password (this file is 0600 for them). */
+static gboolean
+read_tls (JsonObject      *object,
+          guint            server,
+          SbServerConfig  *config,
+          GError         **error)
+{
+  g_autoptr(SbTlsConfig) tls = sb_tls_config_new ();
+  g_autoptr(GError) check_error = NULL;
+  JsonNode *node = json_object_get_member (object, "tls");
+  JsonObject *members;
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return invalid (error, server, "'tls' must be an object");
+  members = json_node_get_object (node);
+  if (!check_members (members, sb_tls_members, server, error) ||
+      !read_tls_texts (members, server, tls, error) ||
+      !read_tls_settings (members, server, tls, error))
+    return FALSE;
+  if (!sb_tls_config_check (tls, config->use_udp, &check_error))
+    return invalid (error, server, "'tls': %s", check_error->message);
+  config->tls = g_steal_pointer (&tls);
+  return TRUE;
+}
+
+static gboolean
 read_uints (JsonObject      *object,
             guint            server,
             SbServerConfig  *config,
@@ -390,6 +466,7 @@ parse_server (JsonObject  *object,
       !read_delimiter (object, server, config, error) ||
       !read_bind_address (object, server, config, error) ||
       !read_batch (object, server, config, error) ||
+      !read_tls (object, server, config, error) ||
       !read_uints (object, server, config, error) ||
       !read_option_members (object, server, config, error))
     return NULL;
@@ -565,6 +642,23 @@ add_option_members (JsonBuilder          *builder,
 }
 
 static void
+add_tls (JsonBuilder       *builder,
+         const SbTlsConfig *tls)
+{
+  if (tls == NULL)
+    return;
+  json_builder_set_member_name (builder, "tls");
+  json_builder_begin_object (builder);
+  for (SbTlsText i = 0; i < SB_TLS_N_TEXTS; i++) {
+    if (sb_tls_config_get_text (tls, i) != NULL)
+      add_string (builder, sb_tls_members[i], sb_tls_config_get_text (tls, i));
+  }
+  add_string (builder, "client-auth", sb_tls_client_auth_to_string (tls->client_auth));
+  add_int (builder, "handshake-timeout-ms", tls->handshake_timeout_ms);
+  json_builder_end_object (builder);
+}
+
+static void
 add_server (JsonBuilder          *builder,
             const SbServerConfig *config)
 {
@@ -584,6 +678,7 @@ add_server (JsonBuilder          *builder,
     json_builder_set_member_name (builder, "batch");
     json_builder_add_boolean_value (builder, TRUE);
   }
+  add_tls (builder, config->tls);
   for (gsize i = 0; i < G_N_ELEMENTS (sb_uint_members); i++)
     add_int (builder, sb_uint_members[i].name,
              G_STRUCT_MEMBER (guint32, config, sb_uint_members[i].offset));

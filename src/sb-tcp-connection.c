@@ -30,6 +30,7 @@ struct _SbTcpConnection
 
   GSocketConnection *connection;
   GSocket           *socket;
+  GTlsConnection    *tls;           /* NULL for plain TCP */
   SbFramer          *framer;
   SbWatch           *watch;
   GSource           *close_timeout;
@@ -66,6 +67,7 @@ sb_tcp_connection_finalize (GObject *object)
   sb_clear_source (&self->close_timeout);
   drop_send_queue (self);
   g_clear_pointer (&self->framer, sb_framer_free);
+  g_clear_object (&self->tls);
   g_clear_object (&self->connection);
   G_OBJECT_CLASS (sb_tcp_connection_parent_class)->finalize (object);
 }
@@ -96,14 +98,50 @@ update_events (SbTcpConnection *self)
   sb_watch_set_events (self->watch, events);
 }
 
+/* Through GIO's TLS stream when there is one. GnuTLS takes from the
+ * socket exactly the records it decrypts, and a record fits the buffer,
+ * so what remains to read is still in the kernel, where the poller sees
+ * it. */
+static gssize
+receive (SbTcpConnection  *self,
+         GError          **error)
+{
+  GInputStream *input;
+
+  if (self->tls == NULL)
+    return g_socket_receive_with_blocking (self->socket, (char *) sb_read_buffer,
+                                           sizeof sb_read_buffer, FALSE, NULL, error);
+  input = g_io_stream_get_input_stream (G_IO_STREAM (self->tls));
+  return g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (input),
+                                                   sb_read_buffer, sizeof sb_read_buffer,
+                                                   NULL, error);
+}
+
+/* GnuTLS needs the same bytes again after it would have blocked: the
+ * queue's head stays as it is until it was taken. */
+static gssize
+send_some (SbTcpConnection  *self,
+           const guint8     *data,
+           gsize             len,
+           GError          **error)
+{
+  GOutputStream *output;
+
+  if (self->tls == NULL)
+    return g_socket_send_with_blocking (self->socket, (const char *) data, len, FALSE,
+                                        NULL, error);
+  output = g_io_stream_get_output_stream (G_IO_STREAM (self->tls));
+  return g_pollable_output_stream_write_nonblocking (G_POLLABLE_OUTPUT_STREAM (output),
+                                                     data, len, NULL, error);
+}
+
 static void
 read_once (SbTcpConnection *self)
 {
   g_autoptr(GError) error = NULL;
   gssize n;
 
-  n = g_socket_receive_with_blocking (self->socket, (char *) sb_read_buffer,
-                                      sizeof sb_read_buffer, FALSE, NULL, &error);
+  n = receive (self, &error);
   if (n > 0) {
     sb_framer_feed (self->framer, sb_read_buffer, n);
     return;
@@ -148,8 +186,7 @@ write_queue (SbTcpConnection *self)
     const guint8 *data = g_bytes_get_data (head, &size);
     gssize n;
 
-    n = g_socket_send_with_blocking (self->socket, (const char *) data + self->head_offset,
-                                     size - self->head_offset, FALSE, NULL, &error);
+    n = send_some (self, data + self->head_offset, size - self->head_offset, &error);
     if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
       return TRUE;
     if (n < 0) {
@@ -262,6 +299,18 @@ sb_tcp_connection_close (SbClient *client)
   g_source_attach (self->close_timeout, NULL);
 }
 
+/* TLS's close_notify, when it cannot block: everything queued was taken
+ * (GnuTLS holds no half-sent record) and the socket has room for the
+ * alert. Otherwise the connection just closes, as plain TCP does. */
+static void
+say_goodbye (SbTcpConnection *self)
+{
+  if (self->tls == NULL || self->queued > 0 ||
+      !(g_socket_condition_check (self->socket, G_IO_OUT) & G_IO_OUT))
+    return;
+  g_output_stream_close (g_io_stream_get_output_stream (G_IO_STREAM (self->tls)), NULL, NULL);
+}
+
 /* The single way out: what was read is delivered, then the socket closes,
  * then the server reports OFFLINE. */
 static void
@@ -272,6 +321,7 @@ sb_tcp_connection_finish (SbTcpConnection *self)
   self->closed = TRUE;
   g_clear_pointer (&self->watch, sb_watch_free);
   sb_clear_source (&self->close_timeout);
+  say_goodbye (self);
   drop_send_queue (self);
   sb_framer_flush (self->framer);
   g_socket_close (self->socket, NULL);
@@ -355,4 +405,25 @@ sb_tcp_connection_start (SbTcpConnection *self)
     return;
   self->watch = sb_watch_new (g_socket_get_fd (self->socket), 0, on_ready, self);
   update_events (self);
+}
+
+SbTcpConnection *
+sb_tcp_connection_new_tls (SbServer           *server,
+                           GSocketConnection  *connection,
+                           GTlsConnection     *tls,
+                           GError            **error)
+{
+  SbTcpConnection *self = sb_tcp_connection_new (server, connection, error);
+
+  if (self != NULL)
+    self->tls = g_object_ref (tls);
+  return self;
+}
+
+GTlsConnection *
+sb_tcp_connection_get_tls (SbTcpConnection *self)
+{
+  g_return_val_if_fail (SB_IS_TCP_CONNECTION (self), NULL);
+
+  return self->tls;
 }

@@ -16,4 +16,13 @@ SbTcpConnection *sb_tcp_connection_new   (SbServer           *server,
                                           GError            **error);
 void             sb_tcp_connection_start (SbTcpConnection    *self);
 
+/* A connection whose TLS handshake succeeded: framing, queues, limits and
+ * backpressure are those of TCP, the bytes go through @tls. */
+SbTcpConnection *sb_tcp_connection_new_tls (SbServer           *server,
+                                            GSocketConnection  *connection,
+                                            GTlsConnection     *tls,
+                                            GError            **error);
+/* NULL for plain TCP. */
+GTlsConnection  *sb_tcp_connection_get_tls (SbTcpConnection    *self);
+
 G_END_DECLS

@@ -5,6 +5,7 @@
 
 #include "sb-statistics.h"
 #include "sb-tcp-connection.h"
+#include "sb-tls.h"
 
 /* Deep enough for a burst of devices reconnecting at once; the kernel caps
  * it at net.core.somaxconn. */
@@ -15,6 +16,7 @@ struct _SbTcpServer
   SbServer        parent_instance;
 
   GSocketService *service;
+  SbTls          *tls;         /* NULL: plain TCP */
 };
 
 G_DEFINE_FINAL_TYPE (SbTcpServer, sb_tcp_server, SB_TYPE_SERVER)
@@ -64,6 +66,10 @@ on_incoming (GSocketService    *service,
     refuse (self, connection);
     return TRUE;
   }
+  if (self->tls != NULL) {
+    sb_tls_accept (self->tls, connection);
+    return TRUE;
+  }
   client = sb_tcp_connection_new (SB_SERVER (self), connection, &error);
   if (client == NULL) {
     g_debug ("port %u/tcp: dropping a connection: %s",
@@ -104,8 +110,12 @@ sb_tcp_server_start (SbServer  *server,
   SbTcpServer *self = SB_TCP_SERVER (server);
   g_autoptr(GSocketService) service = g_socket_service_new ();
   g_autoptr(GError) io_error = NULL;
+  g_autoptr(SbTls) tls = NULL;
   guint16 port;
 
+  /* Credentials first: a server that cannot serve TLS never binds. */
+  if (sb_server_get_config (server)->tls != NULL && (tls = sb_tls_new (server, error)) == NULL)
+    return FALSE;
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (service), SB_LISTEN_BACKLOG);
   port = add_listener (G_SOCKET_LISTENER (service), sb_server_get_config (server), &io_error);
   if (port == 0) {
@@ -116,6 +126,7 @@ sb_tcp_server_start (SbServer  *server,
   g_signal_connect (service, "incoming", G_CALLBACK (on_incoming), self);
   g_socket_service_start (service);
   self->service = g_steal_pointer (&service);
+  self->tls = g_steal_pointer (&tls);
   return TRUE;
 }
 
@@ -130,6 +141,7 @@ sb_tcp_server_stop (SbServer *server)
   g_socket_service_stop (self->service);
   g_socket_listener_close (G_SOCKET_LISTENER (self->service));
   g_clear_object (&self->service);
+  g_clear_pointer (&self->tls, sb_tls_free);
 }
 
 static void

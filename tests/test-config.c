@@ -12,7 +12,8 @@
 #define ALL_OPTIONS \
   "allow-from, batch, bind-address, delimiter-bytes, exit-with-caller, flush-timeout-ms, " \
   "max-connections, max-message-bytes, multicast-groups, multicast-interface, strip-delimiter, " \
-  "udp-peer-timeout-ms"
+  "tls-certificate, tls-chain, tls-client-auth, tls-client-ca, tls-handshake-timeout-ms, " \
+  "tls-password, tls-private-key, udp-peer-timeout-ms"
 
 static GVariant *
 parse_options (const char *text)

@@ -3,6 +3,8 @@
 
 #include <glib.h>
 
+#include "sb-tls-config.h"
+
 G_BEGIN_DECLS
 
 #define SB_DEFAULT_FLUSH_TIMEOUT_MS    1000
@@ -13,6 +15,9 @@ G_BEGIN_DECLS
 #define SB_DEFAULT_UDP_PEER_TIMEOUT_MS 60000
 #define SB_MAX_IDENTIFIER_BYTES        255
 #define SB_MAX_DELIMITER_BYTES         64
+/* Linux joins at most 20 IPv4 groups per socket by default
+ * (net.ipv4.igmp_max_memberships). */
+#define SB_MAX_MULTICAST_GROUPS        20
 
 /* The settings of one server: what CreateServer* asked for, plus who owns
  * it. Plain data, so the state file and the option parser can be tested
@@ -20,6 +25,7 @@ G_BEGIN_DECLS
 typedef struct {
   guint16   port;               /* requested port; the bound one once bound */
   gboolean  use_udp;
+  SbTlsConfig *tls;             /* NULL: plain TCP or UDP */
   char     *identifier;         /* never NULL */
   GBytes   *delimiter;          /* never NULL; empty = no delimiter */
   char     *bind_address;       /* NULL = all interfaces, IPv4 and IPv6 */
@@ -29,6 +35,10 @@ typedef struct {
   guint     udp_peer_timeout_ms;
   gboolean  exit_with_caller;
   gboolean  batch;              /* data as ServerDataInBatch signals */
+  gboolean  strip_delimiter;    /* frames without their delimiter */
+  GStrv     allow_from;         /* canonical entries; NULL = everyone */
+  GStrv     multicast_groups;   /* canonical group addresses; NULL = none */
+  char     *multicast_interface; /* NULL = the kernel's choice */
   guint32   owner_uid;
 } SbServerConfig;
 
@@ -49,6 +59,27 @@ SbServerConfig *sb_server_config_new_from_args (guint16      port,
 /* TRUE when every setting but port and owner_uid is the same. */
 gboolean        sb_server_config_same_settings (const SbServerConfig *a,
                                                 const SbServerConfig *b);
+
+/* Every option @config runs with, defaults included, as the a{sv} that
+ * CreateServerWithOptions() takes and GetServerOptions() returns
+ * (floating). Given back to CreateServerWithOptions() with the same port,
+ * delimiter, use_udp and identifier, it asks for the same server. */
+GVariant       *sb_server_config_to_options    (const SbServerConfig *config);
+
+/* Applies one CreateServerWithOptions() option to @config, checked as the
+ * method checks it. The state file reads the options added after its first
+ * format through here, so that it cannot hold what a caller could not ask
+ * for. */
+gboolean        sb_server_config_apply_option  (SbServerConfig       *config,
+                                                const char           *key,
+                                                GVariant             *value,
+                                                GError              **error);
+
+/* Checks the rules between options, which no single option can: what
+ * sb_server_config_new_from_args() does once every option is applied.
+ * Fails with SB_ERROR_INVALID_ARGUMENT. */
+gboolean        sb_server_config_check         (const SbServerConfig *config,
+                                                GError              **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SbServerConfig, sb_server_config_free)
 

@@ -14,6 +14,9 @@
 #include "sb-source.h"
 #include "sb-state.h"
 #include "sb-statistics.h"
+#include "sb-udp-server.h"
+#include "sb-tcp-connection.h"
+#include "sb-tls.h"
 
 /* How often, and how far apart, a server of the state file whose port is
  * still taken is tried again: a replaced instance may not have let go of
@@ -456,6 +459,45 @@ check_port_free (SbDaemon              *self,
   return TRUE;
 }
 
+/* The inline PEM text (and passwords) of persistent TLS servers, all of
+ * which the state file holds. */
+static gsize
+inline_pem_size (SbDaemon *self)
+{
+  GHashTableIter iter;
+  gpointer server;
+  gsize size = 0;
+
+  g_hash_table_iter_init (&iter, self->servers);
+  while (g_hash_table_iter_next (&iter, NULL, &server)) {
+    const SbServerConfig *config = sb_server_get_config (server);
+
+    if (!config->exit_with_caller)
+      size += sb_tls_config_inline_size (config->tls);
+  }
+  for (guint i = 0; i < self->dormant->len; i++)
+    size += sb_tls_config_inline_size (((SbServerConfig *) self->dormant->pdata[i])->tls);
+  return size;
+}
+
+/* A state file over SB_STATE_MAX_BYTES is refused at start-up, every
+ * server with it: the room for inline PEM is bounded well below. */
+static gboolean
+check_inline_pem_room (SbDaemon              *self,
+                       const SbServerConfig  *config,
+                       GError               **error)
+{
+  gsize size = sb_tls_config_inline_size (config->tls);
+
+  if (size == 0 || config->exit_with_caller ||
+      size + inline_pem_size (self) <= SB_TLS_MAX_INLINE_TOTAL)
+    return TRUE;
+  g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+               "the state file would hold more than %d bytes of inline PEM text: give the "
+               "certificates and keys as file paths", SB_TLS_MAX_INLINE_TOTAL);
+  return FALSE;
+}
+
 static SbServer *
 create_server (SbDaemon               *self,
                SbServerConfig         *config,
@@ -469,6 +511,8 @@ create_server (SbDaemon               *self,
     return NULL;
   if (server != NULL)
     return server;
+  if (!check_inline_pem_room (self, config, error))
+    return NULL;
   if (g_hash_table_size (self->servers) >= SB_MAX_SERVERS) {
     g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
                  "sockbridged already runs %d servers, its limit", SB_MAX_SERVERS);
@@ -843,6 +887,9 @@ method_get_statistics (SbDaemon              *self,
   g_variant_builder_add (&builder, "{st}", "servers", (guint64) g_hash_table_size (self->servers));
   g_variant_builder_add (&builder, "{st}", "bus-backlog-bytes", sb_backlog_get_pending (self->backlog));
   g_variant_builder_add (&builder, "{st}", "bus-stalls", sb_backlog_get_stalls (self->backlog));
+  g_variant_builder_add (&builder, "{st}", "connections-denied", sb_statistics.connections_denied);
+  g_variant_builder_add (&builder, "{st}", "udp-datagrams-denied", sb_statistics.udp_datagrams_denied);
+  sb_tls_add_statistics (&builder);
   g_dbus_method_invocation_return_value (invocation, g_variant_new ("(a{st})", &builder));
 }
 
@@ -851,6 +898,129 @@ handle_get_statistics (SbSockbridge1         *iface,
                        GDBusMethodInvocation *invocation)
 {
   return with_caller (iface, invocation, method_get_statistics);
+}
+
+/* ---- CreateTLSServer ------------------------------------------------------------- */
+
+/* DriverWorks' arguments make a config as CreateServerWithOptions'
+ * tls-* options would. */
+static SbServerConfig *
+config_from_tls_arguments (GVariant  *args,
+                           GError   **error)
+{
+  const char *delimiter, *cipher_list, *certificate, *private_key, *password, *chain, *identifier;
+  g_autoptr(SbServerConfig) config = NULL;
+  guint32 options, verify_mode;
+  guint16 port;
+
+  g_variant_get (args, "(q&suu&s&s&s&s&s&s)", &port, &delimiter, &options, &verify_mode,
+                 &cipher_list, &certificate, &private_key, &password, &chain, &identifier);
+  config = sb_server_config_new_from_args (port, delimiter, FALSE, identifier, NULL, error);
+  if (config == NULL)
+    return NULL;
+  config->tls = sb_tls_config_new_from_arguments (options, verify_mode, cipher_list, certificate,
+                                                  private_key, password, chain, error);
+  if (config->tls == NULL || !sb_tls_config_check (config->tls, FALSE, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+static void
+method_create_tls_server (SbDaemon              *self,
+                          GDBusMethodInvocation *invocation,
+                          guint32                uid)
+{
+  g_autoptr(SbServerConfig) config = NULL;
+  g_autoptr(GError) error = NULL;
+  SbServer *server = NULL;
+
+  config = config_from_tls_arguments (parameters (invocation), &error);
+  if (config != NULL) {
+    config->owner_uid = uid;
+    server = create_server (self, config, invocation, &error);
+  }
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(q)", sb_server_get_port (server)));
+}
+
+static gboolean
+handle_create_tls_server (SbSockbridge1         *iface,
+                          GDBusMethodInvocation *invocation,
+                          guint16                port,
+                          const char            *delimiter,
+                          guint                  options,
+                          guint                  verify_mode,
+                          const char            *cipher_list,
+                          const char            *certificate,
+                          const char            *private_key,
+                          const char            *password,
+                          const char            *chain,
+                          const char            *identifier)
+{
+  return with_caller (iface, invocation, method_create_tls_server);
+}
+
+/* ---- GetConnectionInfo ------------------------------------------------------------- */
+
+static GTlsConnection *
+tls_of_client (SbClient *client)
+{
+  return SB_IS_TCP_CONNECTION (client) ? sb_tcp_connection_get_tls (SB_TCP_CONNECTION (client))
+                                       : NULL;
+}
+
+static GVariant *
+describe_client (SbClient *client)
+{
+  SbServer *server = sb_client_get_server (client);
+  GTlsConnection *tls = tls_of_client (client);
+  const char *protocol = tls != NULL ? "tls" : sb_server_get_use_udp (server) ? "udp" : "tcp";
+  GVariantBuilder builder;
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&builder, "{sv}", "address",
+                         g_variant_new_string (sb_client_get_address (client)));
+  g_variant_builder_add (&builder, "{sv}", "remote-port",
+                         g_variant_new_uint16 (sb_client_get_port (client)));
+  g_variant_builder_add (&builder, "{sv}", "server-port",
+                         g_variant_new_uint16 (sb_server_get_port (server)));
+  g_variant_builder_add (&builder, "{sv}", "identifier",
+                         sb_server_get_identifier_variant (server));
+  g_variant_builder_add (&builder, "{sv}", "protocol", g_variant_new_string (protocol));
+  if (tls != NULL)
+    sb_tls_describe (tls, &builder);
+  return g_variant_builder_end (&builder);
+}
+
+static void
+method_get_connection_info (SbDaemon              *self,
+                            GDBusMethodInvocation *invocation,
+                            guint32                uid)
+{
+  g_autoptr(GError) error = NULL;
+  SbClient *client;
+  guint32 handle;
+
+  g_variant_get (parameters (invocation), "(u)", &handle);
+  client = find_client (self, handle, uid, &error);
+  if (client == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(@a{sv})", describe_client (client)));
+}
+
+static gboolean
+handle_get_connection_info (SbSockbridge1         *iface,
+                            GDBusMethodInvocation *invocation,
+                            guint                  handle)
+{
+  return with_caller (iface, invocation, method_get_connection_info);
 }
 
 /* ---- restore ----------------------------------------------------------------------- */
@@ -953,6 +1123,18 @@ sb_daemon_finalize (GObject *object)
   G_OBJECT_CLASS (sb_daemon_parent_class)->finalize (object);
 }
 
+/* Methods added after the first interface; their handlers are at the end. */
+static gboolean handle_get_server_options (SbSockbridge1         *iface,
+                                           GDBusMethodInvocation *invocation,
+                                           guint16                port,
+                                           gboolean               use_udp);
+static gboolean handle_server_send_to      (SbSockbridge1         *iface,
+                                           GDBusMethodInvocation *invocation,
+                                           guint16                port,
+                                           GVariant              *data,
+                                           const char            *address,
+                                           guint16                remote_port);
+
 static void
 sb_daemon_iface_init (SbSockbridge1Iface *iface)
 {
@@ -965,6 +1147,10 @@ sb_daemon_iface_init (SbSockbridge1Iface *iface)
   iface->handle_list_servers = handle_list_servers;
   iface->handle_list_connections = handle_list_connections;
   iface->handle_get_statistics = handle_get_statistics;
+  iface->handle_get_server_options = handle_get_server_options;
+  iface->handle_server_send_to = handle_server_send_to;
+  iface->handle_create_tls_server = handle_create_tls_server;
+  iface->handle_get_connection_info = handle_get_connection_info;
 }
 
 static void
@@ -1007,4 +1193,130 @@ sb_daemon_export (SbDaemon  *self,
 {
   return g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self), self->connection,
                                            SB_OBJECT_PATH, error);
+}
+
+/* ---- GetServerOptions --------------------------------------------------------------- */
+
+/* The server a caller names by port and protocol, when it may touch it. */
+static SbServer *
+find_server (SbDaemon  *self,
+             guint16    port,
+             gboolean   use_udp,
+             guint32    uid,
+             GError   **error)
+{
+  SbServer *server;
+
+  if (port == 0) {
+    g_set_error_literal (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                         "port must be from 1 to 65535, not 0");
+    return NULL;
+  }
+  server = g_hash_table_lookup (self->servers, server_key (port, use_udp));
+  if (server == NULL) {
+    g_set_error (error, SB_ERROR, SB_ERROR_NOT_FOUND, "no %s server on port %u",
+                 use_udp ? "UDP" : "TCP", port);
+    return NULL;
+  }
+  if (!may_touch (uid, server)) {
+    g_set_error (error, SB_ERROR, SB_ERROR_PERMISSION_DENIED,
+                 "port %u/%s is served for another user", port, proto_name (use_udp));
+    return NULL;
+  }
+  return server;
+}
+
+static void
+method_get_server_options (SbDaemon              *self,
+                           GDBusMethodInvocation *invocation,
+                           guint32                uid)
+{
+  g_autoptr(GError) error = NULL;
+  SbServer *server;
+  guint16 port;
+  gboolean use_udp;
+
+  g_variant_get (parameters (invocation), "(qb)", &port, &use_udp);
+  server = find_server (self, port, use_udp, uid, &error);
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (
+      invocation, g_variant_new ("(@a{sv})", sb_server_config_to_options (sb_server_get_config (server))));
+}
+
+static gboolean
+handle_get_server_options (SbSockbridge1         *iface,
+                           GDBusMethodInvocation *invocation,
+                           guint16                port,
+                           gboolean               use_udp)
+{
+  return with_caller (iface, invocation, method_get_server_options);
+}
+
+/* ---- ServerSendTo ------------------------------------------------------------------- */
+
+/* Numeric only, as bind-address: a name would need a resolver, and a
+ * DriverWorks driver sends to addresses it already knows. An IPv6
+ * address may name its interface ("fe80::1%eth0"). */
+static GSocketAddress *
+parse_destination (const char  *address,
+                   guint16      remote_port,
+                   GError     **error)
+{
+  GSocketAddress *to;
+
+  if (remote_port == 0) {
+    g_set_error_literal (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                         "remote_port must be from 1 to 65535, not 0");
+    return NULL;
+  }
+  to = g_inet_socket_address_new_from_string (address, remote_port);
+  if (to == NULL)
+    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+                 "address must be a numeric IPv4 or IPv6 address, not '%s'", address);
+  return to;
+}
+
+static void
+method_server_send_to (SbDaemon              *self,
+                       GDBusMethodInvocation *invocation,
+                       guint32                uid)
+{
+  g_autoptr(GVariant) data = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GSocketAddress) to = NULL;
+  g_autoptr(GError) error = NULL;
+  SbServer *server = NULL;
+  const char *address;
+  guint16 port, remote_port;
+
+  g_variant_get (parameters (invocation), "(q@ay&sq)", &port, &data, &address, &remote_port);
+  bytes = g_variant_get_data_as_bytes (data);
+  to = parse_destination (address, remote_port, &error);
+  if (to != NULL)
+    server = find_server (self, port, TRUE, uid, &error);
+  if (server == NULL || !sb_udp_server_send_to (SB_UDP_SERVER (server), to, bytes, &error)) {
+    g_dbus_method_invocation_return_gerror (invocation, error);
+    return;
+  }
+  sb_statistics.bytes_out += g_bytes_get_size (bytes);
+  if (G_UNLIKELY (self->log_frames)) {
+    g_autofree char *destination = g_strdup_printf ("%s port %u", address, remote_port);
+
+    sb_log_datagram (port, destination, g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
+  }
+  g_dbus_method_invocation_return_value (invocation, NULL);
+}
+
+static gboolean
+handle_server_send_to (SbSockbridge1         *iface,
+                       GDBusMethodInvocation *invocation,
+                       guint16                port,
+                       GVariant              *data,
+                       const char            *address,
+                       guint16                remote_port)
+{
+  return with_caller (iface, invocation, method_server_send_to);
 }

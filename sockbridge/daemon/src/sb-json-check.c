@@ -3,12 +3,15 @@
 
 #include "sb-json-check.h"
 
-/* json-glib 1.6 reads more than JSON (comments, single quotes, hex
- * numbers, a second value after the first) and wraps integers past 64 bits
- * around, which would let a huge number slip through a range check. So a
- * strict RFC 8259 syntax check runs first, and json-glib only ever sees
- * JSON it reads exactly. It also bounds the nesting, for the sake of both
- * parsers' stacks. */
+/* json-glib 1.6 reads more than JSON (block comments, single quotes, hex
+ * and octal numbers, unknown escapes, a second value after the first),
+ * cuts strings at \u0000 and wraps negative integers past 64 bits into
+ * range: misreads no check of the parsed values can see (octal 05000 is
+ * port 2560). It also recurses once per level of nesting and overflows
+ * its stack. So a strict RFC 8259 syntax check runs first, and json-glib
+ * only ever sees JSON it reads exactly, nested at most
+ * SB_JSON_MAX_DEPTH deep. tests/test-state.c (/state/json-glib/) shows
+ * each case. */
 #define SB_JSON_MAX_DEPTH          32
 /* Every integer the file holds fits in 32 bits; 18 digits always fit in
  * json-glib's gint64. */

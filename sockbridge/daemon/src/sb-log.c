@@ -61,3 +61,15 @@ sb_log_frame (guint32       handle,
 
   g_debug ("handle %u: frame %s, %" G_GSIZE_FORMAT " bytes: %s", handle, direction, len, shown);
 }
+
+void
+sb_log_datagram (guint16       port,
+                 const char   *destination,
+                 const guint8 *data,
+                 gsize         len)
+{
+  g_autofree char *shown = escape_frame (data, len);
+
+  g_debug ("port %u/udp: datagram out to %s, %" G_GSIZE_FORMAT " bytes: %s",
+           port, destination, len, shown);
+}

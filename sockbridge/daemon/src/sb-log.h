@@ -24,4 +24,11 @@ void      sb_log_frame         (guint32       handle,
                                 const guint8 *data,
                                 gsize         len);
 
+/* The same for a datagram of ServerSendTo(), which has no handle: it is
+ * named by its server's port and its destination. */
+void      sb_log_datagram      (guint16       port,
+                                const char   *destination,
+                                const guint8 *data,
+                                gsize         len);
+
 G_END_DECLS

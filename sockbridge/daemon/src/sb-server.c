@@ -3,7 +3,9 @@
 
 #include "sb-server.h"
 
+#include "sb-allow.h"
 #include "sb-error.h"
+#include "sb-statistics.h"
 #include "sb-tcp-server.h"
 #include "sb-udp-server.h"
 
@@ -17,12 +19,18 @@ typedef struct
   GVariant       *identifier; /* the config's, as a signal argument */
   gboolean        started;
   gboolean        paused;
+  SbAllowList    *allow;       /* the config's allow-from, once needed */
+  guint64         denied;      /* peers turned away since the last log line */
+  gint64          denied_logged_at;
+  gboolean        denied_logged;
+  guint           held;       /* places held by connections not yet clients */
 } SbServerPrivate;
 
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (SbServer, sb_server, G_TYPE_OBJECT)
 
 static guint sb_total_clients;
 static guint sb_total_limit = G_MAXUINT;
+static guint sb_total_held;
 
 void
 sb_server_set_total_limit (guint limit)
@@ -39,6 +47,7 @@ sb_server_finalize (GObject *object)
   g_clear_pointer (&priv->config, sb_server_config_free);
   g_free (priv->creator);
   g_clear_pointer (&priv->identifier, g_variant_unref);
+  g_clear_pointer (&priv->allow, sb_allow_list_free);
   G_OBJECT_CLASS (sb_server_parent_class)->finalize (object);
 }
 
@@ -157,8 +166,8 @@ sb_server_is_full (SbServer *self)
 {
   SbServerPrivate *priv = sb_server_get_instance_private (self);
 
-  return g_hash_table_size (priv->clients) >= priv->config->max_connections ||
-         sb_total_clients >= sb_total_limit;
+  return g_hash_table_size (priv->clients) + priv->held >= priv->config->max_connections ||
+         sb_total_clients + sb_total_held >= sb_total_limit;
 }
 
 const char *
@@ -272,4 +281,95 @@ sb_server_set_error_from_io (GError   **error,
     g_set_error (error, SB_ERROR, SB_ERROR_FAILED,
                  "cannot listen on port %u/%s: %s",
                  config->port, proto, io_error->message);
+}
+
+/* A complete frame ends with the whole delimiter, unless a cut or a flush
+ * (max-message-bytes, flush-timeout-ms) already delivered its first bytes
+ * in the frame before: such a frame is only the rest of a delimiter, and
+ * delivering it empty would announce an empty message that never was. */
+void
+sb_server_client_frame (SbServer     *self,
+                        SbClient     *client,
+                        const guint8 *data,
+                        gsize         len,
+                        gboolean      complete)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  if (complete && priv->config->strip_delimiter) {
+    gsize delimiter_len = g_bytes_get_size (priv->config->delimiter);
+
+    if (len < delimiter_len)
+      return;
+    len -= delimiter_len;
+  }
+  sb_server_client_data (self, client, data, len);
+}
+
+/* Peers turned away by allow-from are logged at most this often per
+ * server: a scan from a foreign network must not flood the journal, yet
+ * an administrator who wonders why a device gets no answer finds it. */
+#define SB_DENIED_LOG_INTERVAL_US (60 * G_USEC_PER_SEC)
+
+static void
+deny (SbServer     *self,
+      GInetAddress *address)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+  g_autofree char *text = NULL;
+  gint64 now = g_get_monotonic_time ();
+  gboolean udp = priv->config->use_udp;
+
+  if (udp)
+    sb_statistics.udp_datagrams_denied++;
+  else
+    sb_statistics.connections_denied++;
+  priv->denied++;
+  if (priv->denied_logged && now - priv->denied_logged_at < SB_DENIED_LOG_INTERVAL_US)
+    return;
+  text = sb_inet_address_to_string (address);
+  g_message ("port %u/%s: %s from %s, which allow-from does not name (%" G_GUINT64_FORMAT
+             " turned away since the last such message)",
+             priv->config->port, udp ? "udp" : "tcp",
+             udp ? "dropped a datagram" : "closed a connection", text, priv->denied);
+  priv->denied = 0;
+  priv->denied_logged = TRUE;
+  priv->denied_logged_at = now;
+}
+
+gboolean
+sb_server_admits (SbServer       *self,
+                  GSocketAddress *remote)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+  GInetAddress *address;
+
+  if (priv->config->allow_from == NULL)
+    return TRUE;
+  if (priv->allow == NULL)
+    priv->allow = sb_allow_list_new ((const char * const *) priv->config->allow_from);
+  address = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote));
+  if (sb_allow_list_admits (priv->allow, address))
+    return TRUE;
+  deny (self, address);
+  return FALSE;
+}
+
+void
+sb_server_hold_place (SbServer *self)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  priv->held++;
+  sb_total_held++;
+}
+
+void
+sb_server_release_place (SbServer *self)
+{
+  SbServerPrivate *priv = sb_server_get_instance_private (self);
+
+  g_return_if_fail (priv->held > 0);
+  priv->held--;
+  sb_total_held--;
 }

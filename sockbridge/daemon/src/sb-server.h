@@ -77,5 +77,22 @@ void                  sb_server_client_offline  (SbServer             *self,
 void                  sb_server_set_error_from_io (GError            **error,
                                                    SbServer           *self,
                                                    GError             *io_error);
+/* A frame of the framer (see SbFrameFunc): passed on to
+ * sb_server_client_data(), without its delimiter when the server strips
+ * it. */
+void                  sb_server_client_frame    (SbServer             *self,
+                                                 SbClient             *client,
+                                                 const guint8         *data,
+                                                 gsize                 len,
+                                                 gboolean              complete);
+/* TRUE when the server's allow-from admits @remote. Otherwise counts it
+ * as denied (connections-denied for TCP, udp-datagrams-denied for UDP)
+ * and logs it, at most once a minute per server. */
+gboolean              sb_server_admits          (SbServer             *self,
+                                                 GSocketAddress       *remote);
+/* A connection that is not a client yet (a TLS handshake) holds a place:
+ * sb_server_is_full() counts it, for the server and daemon-wide. */
+void                  sb_server_hold_place      (SbServer             *self);
+void                  sb_server_release_place   (SbServer             *self);
 
 G_END_DECLS

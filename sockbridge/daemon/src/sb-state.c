@@ -49,8 +49,37 @@ static const char * const sb_root_members[] = { "version", "servers", NULL };
 static const char * const sb_server_members[] = {
   "port", "udp", "identifier", "delimiter", "bind-address", "batch",
   "flush-timeout-ms", "max-message-bytes", "max-connections",
-  "udp-peer-timeout-ms", "owner-uid", NULL
+  "udp-peer-timeout-ms", "owner-uid", "tls",
+  "strip-delimiter", "allow-from", "multicast-groups", "multicast-interface",
+  NULL
 };
+
+/* Members added after the first format, named and typed as their
+ * CreateServerWithOptions() options. Each is optional and written only
+ * when it is not its default, so that a file without them stays readable
+ * by an older daemon, and one with them is refused by it ("unknown
+ * member") instead of misread. */
+typedef struct
+{
+  const char *name;
+  const char *type;   /* "b", "s" or "as" */
+} SbOptionMember;
+
+static const SbOptionMember sb_option_members[] = {
+  { "strip-delimiter", "b" },
+  { "allow-from", "as" },
+  { "multicast-groups", "as" },
+  { "multicast-interface", "s" },
+};
+
+/* A TLS server's "tls" object: SbTlsText's texts, in their order, then
+ * the rest. */
+static const char * const sb_tls_members[] = {
+  "certificate", "private-key", "password", "chain", "client-ca",
+  "client-auth", "handshake-timeout-ms", NULL
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (sb_tls_members) == SB_TLS_N_TEXTS + 3);
 
 static GPtrArray *
 config_array_new (void)
@@ -262,6 +291,73 @@ read_batch (JsonObject      *object,
 }
 
 static gboolean
+read_tls_texts (JsonObject   *object,
+                guint         server,
+                SbTlsConfig  *tls,
+                GError      **error)
+{
+  for (SbTlsText i = 0; i < SB_TLS_N_TEXTS; i++) {
+    const char *text;
+
+    if (!json_object_has_member (object, sb_tls_members[i]))
+      continue;
+    text = read_string (object, server, sb_tls_members[i], error);
+    if (text == NULL)
+      return FALSE;
+    sb_tls_config_set_text (tls, i, text);
+  }
+  return TRUE;
+}
+
+static gboolean
+read_tls_settings (JsonObject   *object,
+                   guint         server,
+                   SbTlsConfig  *tls,
+                   GError      **error)
+{
+  const char *auth = read_string (object, server, "client-auth", error);
+  gint64 timeout;
+
+  if (auth == NULL)
+    return FALSE;
+  if (!sb_tls_client_auth_from_string (auth, &tls->client_auth))
+    return invalid (error, server, "'client-auth' must be \"none\", \"request\" or \"require\"");
+  if (!read_integer (object, server, "handshake-timeout-ms", 1, SB_TLS_MAX_HANDSHAKE_TIMEOUT_MS,
+                     &timeout, error))
+    return FALSE;
+  tls->handshake_timeout_ms = (guint) timeout;
+  return TRUE;
+}
+
+/* Optional: absent means no TLS. Its texts are what the caller gave:
+ * paths, or PEM text and a password (this file is 0600 for them). */
+static gboolean
+read_tls (JsonObject      *object,
+          guint            server,
+          SbServerConfig  *config,
+          GError         **error)
+{
+  g_autoptr(SbTlsConfig) tls = sb_tls_config_new ();
+  g_autoptr(GError) check_error = NULL;
+  JsonNode *node = json_object_get_member (object, "tls");
+  JsonObject *members;
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return invalid (error, server, "'tls' must be an object");
+  members = json_node_get_object (node);
+  if (!check_members (members, sb_tls_members, server, error) ||
+      !read_tls_texts (members, server, tls, error) ||
+      !read_tls_settings (members, server, tls, error))
+    return FALSE;
+  if (!sb_tls_config_check (tls, config->use_udp, &check_error))
+    return invalid (error, server, "'tls': %s", check_error->message);
+  config->tls = g_steal_pointer (&tls);
+  return TRUE;
+}
+
+static gboolean
 read_uints (JsonObject      *object,
             guint            server,
             SbServerConfig  *config,
@@ -276,6 +372,83 @@ read_uints (JsonObject      *object,
     G_STRUCT_MEMBER (guint32, config, member->offset) = (guint32) value;
   }
   return TRUE;
+}
+
+/* The JSON value of @member as the GVariant its option takes, or NULL. */
+static GVariant *
+option_value (JsonNode             *node,
+              const SbOptionMember *member)
+{
+  g_autoptr(GPtrArray) strings = NULL;
+  JsonArray *array;
+
+  if (g_str_equal (member->type, "b") && JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_BOOLEAN)
+    return g_variant_new_boolean (json_node_get_boolean (node));
+  if (g_str_equal (member->type, "s") && JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_STRING)
+    return g_variant_new_string (json_node_get_string (node));
+  if (!g_str_equal (member->type, "as") || !JSON_NODE_HOLDS_ARRAY (node))
+    return NULL;
+  array = json_node_get_array (node);
+  strings = g_ptr_array_new ();
+  for (guint i = 0; i < json_array_get_length (array); i++) {
+    JsonNode *element = json_array_get_element (array, i);
+
+    if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+      return NULL;
+    g_ptr_array_add (strings, (gpointer) json_node_get_string (element));
+  }
+  return g_variant_new_strv ((const char * const *) strings->pdata, strings->len);
+}
+
+static const char *
+type_in_words (const char *type)
+{
+  if (g_str_equal (type, "b"))
+    return "true or false";
+  if (g_str_equal (type, "s"))
+    return "a string";
+  return "an array of strings";
+}
+
+/* The rules between options, as CreateServerWithOptions() checks them. */
+static gboolean
+check_options (const SbServerConfig  *config,
+               guint                  server,
+               GError               **error)
+{
+  g_autoptr(GError) check_error = NULL;
+
+  if (sb_server_config_check (config, &check_error))
+    return TRUE;
+  return invalid (error, server, "%s", check_error->message);
+}
+
+/* Through the option parser, so that the file holds nothing a caller
+ * could not have asked for. */
+static gboolean
+read_option_members (JsonObject      *object,
+                     guint            server,
+                     SbServerConfig  *config,
+                     GError         **error)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (sb_option_members); i++) {
+    const SbOptionMember *member = &sb_option_members[i];
+    g_autoptr(GVariant) value = NULL;
+    g_autoptr(GError) option_error = NULL;
+    JsonNode *node = json_object_get_member (object, member->name);
+
+    if (node == NULL)
+      continue;
+    value = option_value (node, member);
+    if (value == NULL)
+      return invalid (error, server, "'%s' must be %s", member->name, type_in_words (member->type));
+    g_variant_ref_sink (value);
+    if (!sb_server_config_apply_option (config, member->name, value, &option_error))
+      return invalid (error, server, "%s", option_error->message);
+  }
+  return check_options (config, server, error);
 }
 
 static SbServerConfig *
@@ -293,7 +466,9 @@ parse_server (JsonObject  *object,
       !read_delimiter (object, server, config, error) ||
       !read_bind_address (object, server, config, error) ||
       !read_batch (object, server, config, error) ||
-      !read_uints (object, server, config, error))
+      !read_tls (object, server, config, error) ||
+      !read_uints (object, server, config, error) ||
+      !read_option_members (object, server, config, error))
     return NULL;
   config->port = (guint16) port;
   return g_steal_pointer (&config);
@@ -422,6 +597,68 @@ add_string (JsonBuilder *builder,
 }
 
 static void
+add_variant (JsonBuilder *builder,
+             GVariant    *value)
+{
+  GVariantIter iter;
+  const char *element;
+
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN)) {
+    json_builder_add_boolean_value (builder, g_variant_get_boolean (value));
+  } else if (g_variant_is_of_type (value, G_VARIANT_TYPE_STRING)) {
+    json_builder_add_string_value (builder, g_variant_get_string (value, NULL));
+  } else {
+    json_builder_begin_array (builder);
+    g_variant_iter_init (&iter, value);
+    while (g_variant_iter_next (&iter, "&s", &element))
+      json_builder_add_string_value (builder, element);
+    json_builder_end_array (builder);
+  }
+}
+
+/* The members of sb_option_members whose option is not at its default,
+ * with the value GetServerOptions() shows: the two cannot disagree. */
+static void
+add_option_members (JsonBuilder          *builder,
+                    const SbServerConfig *config)
+{
+  g_autoptr(SbServerConfig) defaults = sb_server_config_new ();
+  g_autoptr(GVariant) options = NULL;
+  g_autoptr(GVariant) default_options = NULL;
+
+  defaults->use_udp = config->use_udp;
+  options = g_variant_ref_sink (sb_server_config_to_options (config));
+  default_options = g_variant_ref_sink (sb_server_config_to_options (defaults));
+  for (gsize i = 0; i < G_N_ELEMENTS (sb_option_members); i++) {
+    const char *name = sb_option_members[i].name;
+    g_autoptr(GVariant) value = g_variant_lookup_value (options, name, NULL);
+    g_autoptr(GVariant) default_value = g_variant_lookup_value (default_options, name, NULL);
+
+    if (value == NULL || (default_value != NULL && g_variant_equal (value, default_value)))
+      continue;
+    json_builder_set_member_name (builder, name);
+    add_variant (builder, value);
+  }
+}
+
+static void
+add_tls (JsonBuilder       *builder,
+         const SbTlsConfig *tls)
+{
+  if (tls == NULL)
+    return;
+  json_builder_set_member_name (builder, "tls");
+  json_builder_begin_object (builder);
+  for (SbTlsText i = 0; i < SB_TLS_N_TEXTS; i++) {
+    if (sb_tls_config_get_text (tls, i) != NULL)
+      add_string (builder, sb_tls_members[i], sb_tls_config_get_text (tls, i));
+  }
+  add_string (builder, "client-auth", sb_tls_client_auth_to_string (tls->client_auth));
+  add_int (builder, "handshake-timeout-ms", tls->handshake_timeout_ms);
+  json_builder_end_object (builder);
+}
+
+static void
 add_server (JsonBuilder          *builder,
             const SbServerConfig *config)
 {
@@ -441,9 +678,11 @@ add_server (JsonBuilder          *builder,
     json_builder_set_member_name (builder, "batch");
     json_builder_add_boolean_value (builder, TRUE);
   }
+  add_tls (builder, config->tls);
   for (gsize i = 0; i < G_N_ELEMENTS (sb_uint_members); i++)
     add_int (builder, sb_uint_members[i].name,
              G_STRUCT_MEMBER (guint32, config, sb_uint_members[i].offset));
+  add_option_members (builder, config);
   json_builder_end_object (builder);
 }
 

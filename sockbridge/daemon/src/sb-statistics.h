@@ -13,6 +13,8 @@ typedef struct
   guint64 connections_refused;     /* closed at once: a connection limit */
   guint64 udp_peers_evicted;       /* dropped to make room for a new one */
   guint64 udp_datagrams_dropped;   /* received while the bus was congested */
+  guint64 connections_denied;      /* closed at once: not in allow-from */
+  guint64 udp_datagrams_denied;    /* dropped: the sender not in allow-from */
   guint64 frames_in;
   guint64 bytes_in;
   guint64 bytes_out;

@@ -5,6 +5,7 @@
 
 #include "sb-statistics.h"
 #include "sb-tcp-connection.h"
+#include "sb-tls.h"
 
 /* Deep enough for a burst of devices reconnecting at once; the kernel caps
  * it at net.core.somaxconn. */
@@ -15,6 +16,7 @@ struct _SbTcpServer
   SbServer        parent_instance;
 
   GSocketService *service;
+  SbTls          *tls;         /* NULL: plain TCP */
 };
 
 G_DEFINE_FINAL_TYPE (SbTcpServer, sb_tcp_server, SB_TYPE_SERVER)
@@ -31,6 +33,23 @@ refuse (SbTcpServer       *self,
                        sb_server_get_config (SB_SERVER (self))->max_connections);
 }
 
+/* A peer allow-from does not name is closed before it becomes a client:
+ * no handle, no signal. */
+static gboolean
+admitted (SbTcpServer       *self,
+          GSocketConnection *connection)
+{
+  g_autoptr(GSocketAddress) remote = NULL;
+
+  if (sb_server_get_config (SB_SERVER (self))->allow_from == NULL)
+    return TRUE;
+  remote = g_socket_connection_get_remote_address (connection, NULL);
+  if (remote != NULL && sb_server_admits (SB_SERVER (self), remote))
+    return TRUE;
+  g_socket_close (g_socket_connection_get_socket (connection), NULL);
+  return FALSE;
+}
+
 static gboolean
 on_incoming (GSocketService    *service,
              GSocketConnection *connection,
@@ -41,8 +60,14 @@ on_incoming (GSocketService    *service,
   g_autoptr(SbTcpConnection) client = NULL;
   g_autoptr(GError) error = NULL;
 
+  if (!admitted (self, connection))
+    return TRUE;
   if (sb_server_is_full (SB_SERVER (self))) {
     refuse (self, connection);
+    return TRUE;
+  }
+  if (self->tls != NULL) {
+    sb_tls_accept (self->tls, connection);
     return TRUE;
   }
   client = sb_tcp_connection_new (SB_SERVER (self), connection, &error);
@@ -85,8 +110,12 @@ sb_tcp_server_start (SbServer  *server,
   SbTcpServer *self = SB_TCP_SERVER (server);
   g_autoptr(GSocketService) service = g_socket_service_new ();
   g_autoptr(GError) io_error = NULL;
+  g_autoptr(SbTls) tls = NULL;
   guint16 port;
 
+  /* Credentials first: a server that cannot serve TLS never binds. */
+  if (sb_server_get_config (server)->tls != NULL && (tls = sb_tls_new (server, error)) == NULL)
+    return FALSE;
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (service), SB_LISTEN_BACKLOG);
   port = add_listener (G_SOCKET_LISTENER (service), sb_server_get_config (server), &io_error);
   if (port == 0) {
@@ -97,6 +126,7 @@ sb_tcp_server_start (SbServer  *server,
   g_signal_connect (service, "incoming", G_CALLBACK (on_incoming), self);
   g_socket_service_start (service);
   self->service = g_steal_pointer (&service);
+  self->tls = g_steal_pointer (&tls);
   return TRUE;
 }
 
@@ -111,6 +141,7 @@ sb_tcp_server_stop (SbServer *server)
   g_socket_service_stop (self->service);
   g_socket_listener_close (G_SOCKET_LISTENER (self->service));
   g_clear_object (&self->service);
+  g_clear_pointer (&self->tls, sb_tls_free);
 }
 
 static void

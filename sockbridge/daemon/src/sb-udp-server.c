@@ -3,8 +3,11 @@
 
 #include "sb-udp-server.h"
 
+#include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "sb-error.h"
 #include "sb-framer.h"
@@ -43,8 +46,10 @@ G_DEFINE_FINAL_TYPE (SbUdpPeer, sb_udp_peer, SB_TYPE_CLIENT)
 
 typedef struct
 {
-  SbUdpPeer *peer;             /* owned */
-  GBytes    *data;
+  SbUdpPeer      *peer;        /* owned; NULL for ServerSendTo */
+  GSocketAddress *to;          /* owned */
+  GBytes         *data;
+  gsize          *queued;      /* the peer's or the server's count */
 } SbOutDatagram;
 
 struct _SbUdpServer
@@ -60,6 +65,7 @@ struct _SbUdpServer
   GQueue      out;             /* SbOutDatagram*, oldest first */
   SbFramer   *framer;
   SbUdpPeer  *current;         /* whose datagram the framer is splitting */
+  gsize       queued_to;       /* bytes of ServerSendTo datagrams in out */
 };
 
 G_DEFINE_FINAL_TYPE (SbUdpServer, sb_udp_server, SB_TYPE_SERVER)
@@ -139,7 +145,9 @@ sb_udp_peer_send (SbClient  *client,
 
   datagram = g_new (SbOutDatagram, 1);
   datagram->peer = g_object_ref (self);
+  datagram->to = g_object_ref (self->remote);
   datagram->data = g_bytes_ref (data);
+  datagram->queued = &self->queued;
   self->queued += len;
   g_queue_push_tail (&self->server->out, datagram);
   if (self->server->write_source == NULL)
@@ -186,8 +194,9 @@ sb_udp_peer_init (SbUdpPeer *self)
 static void
 out_datagram_free (SbOutDatagram *datagram)
 {
-  datagram->peer->queued -= g_bytes_get_size (datagram->data);
-  g_object_unref (datagram->peer);
+  *datagram->queued -= g_bytes_get_size (datagram->data);
+  g_clear_object (&datagram->peer);
+  g_object_unref (datagram->to);
   g_bytes_unref (datagram->data);
   g_free (datagram);
 }
@@ -213,7 +222,7 @@ flush_out (SbUdpServer *self)
     gsize len;
     const char *data = g_bytes_get_data (datagram->data, &len);
 
-    g_socket_send_to (self->socket, datagram->peer->remote, data, len, NULL, &error);
+    g_socket_send_to (self->socket, datagram->to, data, len, NULL, &error);
     if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
       if (self->write_source == NULL) {
         self->write_source = g_socket_create_source (self->socket, G_IO_OUT, NULL);
@@ -341,7 +350,7 @@ on_frame (const guint8 *data,
 {
   SbUdpServer *self = user_data;
 
-  sb_server_client_data (SB_SERVER (self), SB_CLIENT (self->current), data, len);
+  sb_server_client_frame (SB_SERVER (self), SB_CLIENT (self->current), data, len, complete);
 }
 
 static void
@@ -352,6 +361,10 @@ handle_datagram (SbUdpServer    *self,
 {
   SbUdpPeer *peer;
 
+  /* Before anything else: a stranger's datagram makes no peer, and is
+   * counted as denied even while the bus is congested. */
+  if (!sb_server_admits (SB_SERVER (self), address))
+    return;
   /* A paused server would make the kernel drop datagrams unseen; dropping
    * them here counts them. */
   if (sb_server_get_paused (SB_SERVER (self))) {
@@ -446,12 +459,81 @@ open_socket (const SbServerConfig  *config,
 
   if (config->bind_address == NULL && g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV6)
     g_socket_set_option (socket, IPPROTO_IPV6, IPV6_V6ONLY, 0, NULL);
+  /* ServerSendTo() may send to a broadcast address, as DriverWorks
+   * drivers do to find devices; the flag matters only for sending. */
+  g_socket_set_broadcast (socket, TRUE);
   g_socket_set_blocking (socket, FALSE);
   address = g_inet_socket_address_new (ip, config->port);
   /* No address reuse: for UDP it would let two sockets share the port. */
   if (!g_socket_bind (socket, address, FALSE, error))
     return NULL;
   return g_steal_pointer (&socket);
+}
+
+/* FALSE with errno set. */
+static gboolean
+set_multicast_interface (GSocket  *socket,
+                         gboolean  ipv4,
+                         gboolean  ipv6,
+                         guint     index)
+{
+  int fd = g_socket_get_fd (socket);
+  struct ip_mreqn request = { .imr_ifindex = (int) index };
+
+  if (ipv4 && setsockopt (fd, IPPROTO_IP, IP_MULTICAST_IF, &request, sizeof request) != 0)
+    return FALSE;
+  if (ipv6 && setsockopt (fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, sizeof index) != 0)
+    return FALSE;
+  return TRUE;
+}
+
+/* Joins the server's groups on its multicast-interface (or where the
+ * kernel routes each group), and sends its datagrams to groups out of
+ * that interface. A server that joined groups hears only its own: by
+ * default Linux hands a socket the datagrams of every group any socket
+ * of the host joined, on its port. */
+static gboolean
+set_up_multicast (SbUdpServer           *self,
+                  const SbServerConfig  *config,
+                  GError               **error)
+{
+  const char *name = config->multicast_interface;
+  gboolean ipv6 = g_socket_get_family (self->socket) == G_SOCKET_FAMILY_IPV6;
+  gboolean ipv4 = !ipv6 || config->bind_address == NULL;
+  guint index = 0;
+  int saved_errno;
+
+  if (name != NULL) {
+    index = if_nametoindex (name);
+    if (index == 0) {
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "no network interface named '%s'", name);
+      return FALSE;
+    }
+    if (!set_multicast_interface (self->socket, ipv4, ipv6, index)) {
+      saved_errno = errno;
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "cannot send multicast out of %s: %s",
+                   name, g_strerror (saved_errno));
+      return FALSE;
+    }
+  }
+  if (config->multicast_groups == NULL)
+    return TRUE;
+  if (ipv4)
+    g_socket_set_option (self->socket, IPPROTO_IP, IP_MULTICAST_ALL, 0, NULL);
+  if (ipv6)
+    g_socket_set_option (self->socket, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0, NULL);
+  for (guint i = 0; config->multicast_groups[i] != NULL; i++) {
+    g_autoptr(GInetAddress) group = g_inet_address_new_from_string (config->multicast_groups[i]);
+    g_autoptr(GError) io_error = NULL;
+
+    if (!g_socket_join_multicast_group (self->socket, group, FALSE, name, &io_error)) {
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "cannot join multicast group %s%s%s: %s",
+                   config->multicast_groups[i], name != NULL ? " on " : "",
+                   name != NULL ? name : "", io_error->message);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
 static gboolean
@@ -474,6 +556,11 @@ sb_udp_server_start (SbServer  *server,
     return FALSE;
   }
   sb_server_set_bound_port (server, g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
+  if (!set_up_multicast (self, config, error)) {
+    g_socket_close (self->socket, NULL);
+    g_clear_object (&self->socket);
+    return FALSE;
+  }
   if (sb_udp_buffers == NULL)
     sb_udp_buffers = g_malloc (SB_UDP_BATCH * 65536);
   /* A datagram is a frame boundary, so partial frames never wait. */
@@ -524,4 +611,78 @@ sb_udp_server_init (SbUdpServer *self)
   self->peers = g_hash_table_new (peer_key_hash, peer_key_equal);
   g_queue_init (&self->lru);
   g_queue_init (&self->out);
+}
+
+static char *
+destination_to_string (GSocketAddress *to)
+{
+  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (to);
+  g_autofree char *address = sb_inet_address_to_string (g_inet_socket_address_get_address (inet));
+
+  return g_strdup_printf ("%s port %u", address, g_inet_socket_address_get_port (inet));
+}
+
+static gboolean
+check_send_to_room (SbUdpServer  *self,
+                    gsize         len,
+                    GError      **error)
+{
+  if (len > SB_UDP_MAX_DATAGRAM) {
+    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+                 "a UDP datagram holds at most %d bytes, not %" G_GSIZE_FORMAT,
+                 SB_UDP_MAX_DATAGRAM, len);
+    return FALSE;
+  }
+  if (len > SB_SEND_QUEUE_MAX - self->queued_to) {
+    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+                 "cannot queue %" G_GSIZE_FORMAT " bytes on port %u/udp: %" G_GSIZE_FORMAT
+                 " bytes sent with ServerSendTo are still queued and the limit is %d",
+                 len, sb_server_get_port (SB_SERVER (self)), self->queued_to, SB_SEND_QUEUE_MAX);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Sent at once when nothing is queued before it, so that the caller hears
+ * why the kernel refuses it (no route, no such interface); after queued
+ * datagrams it waits its turn, and a refusal then is only logged, as for
+ * ServerSend(). */
+gboolean
+sb_udp_server_send_to (SbUdpServer     *self,
+                       GSocketAddress  *to,
+                       GBytes          *data,
+                       GError         **error)
+{
+  g_autoptr(GError) io_error = NULL;
+  SbOutDatagram *datagram;
+  gsize len;
+  const char *bytes = g_bytes_get_data (data, &len);
+
+  g_return_val_if_fail (SB_IS_UDP_SERVER (self), FALSE);
+  g_return_val_if_fail (G_IS_INET_SOCKET_ADDRESS (to), FALSE);
+  g_return_val_if_fail (self->socket != NULL, FALSE);
+
+  if (!check_send_to_room (self, len, error))
+    return FALSE;
+  if (g_queue_is_empty (&self->out)) {
+    if (g_socket_send_to (self->socket, to, bytes, len, NULL, &io_error) >= 0)
+      return TRUE;
+    if (!g_error_matches (io_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+      g_autofree char *destination = destination_to_string (to);
+
+      g_set_error (error, SB_ERROR, SB_ERROR_FAILED, "cannot send from port %u/udp to %s: %s",
+                   sb_server_get_port (SB_SERVER (self)), destination, io_error->message);
+      return FALSE;
+    }
+  }
+
+  datagram = g_new0 (SbOutDatagram, 1);
+  datagram->to = g_object_ref (to);
+  datagram->data = g_bytes_ref (data);
+  datagram->queued = &self->queued_to;
+  self->queued_to += len;
+  g_queue_push_tail (&self->out, datagram);
+  if (self->write_source == NULL)
+    flush_out (self);
+  return TRUE;
 }
