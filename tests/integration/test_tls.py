@@ -871,8 +871,10 @@ async def test_secrets_stay_out_of_the_log_and_replies(
     replies.append(repr(await sb.call("ListServers")))
     replies.append(repr(await sb.call("ListConnections")))
     replies.append(repr(await sb.call("GetStatistics")))
-    options = {p: (await sb.call("GetServerOptions", "qb", [p, False]))[0] for p in (port, p12)}
-    replies.append(repr(options))
+    shown: dict[int, dict[str, Variant]] = {
+        p: (await sb.call("GetServerOptions", "qb", [p, False]))[0] for p in (port, p12)
+    }
+    replies.append(repr(shown))
     await sb.destroy_server(0)
     await sb.barrier()
     signals = repr([s.body for s in sb.rec.sb()])
@@ -885,12 +887,12 @@ async def test_secrets_stay_out_of_the_log_and_replies(
         assert "BEGIN PRIVATE KEY" not in text, f"a private key is in {where}"
     # GetServerOptions shows a TLS server's settings but its secrets: paths
     # as given, no inline PEM text, no password.
-    assert {k: v.value for k, v in options[p12].items() if k.startswith("tls-")} == {
+    assert {k: v.value for k, v in shown[p12].items() if k.startswith("tls-")} == {
         "tls-certificate": str(pki.p12),
         "tls-client-auth": "none",
         "tls-handshake-timeout-ms": 10000,
     }
-    assert {k: v.value for k, v in options[port].items() if k.startswith("tls-")} == {
+    assert {k: v.value for k, v in shown[port].items() if k.startswith("tls-")} == {
         "tls-client-auth": "none",
         "tls-handshake-timeout-ms": 10000,
     }
