@@ -455,7 +455,7 @@ test_multicast_members (void)
 static void
 test_valid_seeds (void)
 {
-  static const char * const seeds[] = { "valid.json", "options.json" };
+  static const char * const seeds[] = { "valid.json", "options.json", "tls.json" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (seeds); i++) {
     g_autofree char *path = g_test_build_filename (G_TEST_DIST, "fuzz", "corpus", "state",
