@@ -146,11 +146,20 @@ class PrivateDocker:
                 self._remove_containers()
                 self._terminate(self._proc.pid, self._proc)
                 self._proc = None
+            self._unmount_namespaces()
         finally:
             shutil.rmtree(self.config_dir, ignore_errors=True)
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+
+    @staticmethod
+    def _unmount_namespaces() -> None:
+        """dockerd leaves its network namespace bind mounts (netns/default) behind."""
+        netns = RUN_DIR / "exec" / "netns"
+        for path in netns.iterdir() if netns.is_dir() else ():
+            if os.path.ismount(path):
+                subprocess.run(["umount", str(path)], check=False)
 
     def _stop_leftover(self) -> None:
         """A dockerd of a killed earlier run (we hold the lock: nobody else's)."""
