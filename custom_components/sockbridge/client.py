@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import logging
 from typing import Any, Final
 
@@ -192,6 +192,11 @@ class ServerSettings:
     udp_peer_timeout_ms: int | None = None
     bind_address: str | None = None
     exit_with_caller: bool = True
+    strip_delimiter: bool = False
+    allow_from: tuple[str, ...] = ()
+    multicast_groups: tuple[str, ...] = ()
+    multicast_interface: str | None = None
+    tls: TlsSettings | None = None
 
     def options(self) -> dict[str, Variant]:
         """The a{sv} options of CreateServerWithOptions()."""
@@ -209,6 +214,48 @@ class ServerSettings:
                 options[key] = Variant("u", value)
         if self.bind_address:
             options["bind-address"] = Variant("s", self.bind_address)
+        if self.strip_delimiter:
+            options["strip-delimiter"] = Variant("b", True)
+        if self.allow_from:
+            options["allow-from"] = Variant("as", list(self.allow_from))
+        if self.multicast_groups:
+            options["multicast-groups"] = Variant("as", list(self.multicast_groups))
+        if self.multicast_interface:
+            options["multicast-interface"] = Variant("s", self.multicast_interface)
+        if self.tls is not None:
+            options.update(self.tls.options())
+        return options
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """What makes a server a TLS server: CreateServerWithOptions()' tls-* options.
+
+    The files are PEM text or paths that sockbridged reads; an empty string
+    leaves an option out. The password opens a PKCS#12 certificate.
+    """
+
+    certificate: str
+    private_key: str = ""
+    password: str = field(default="", repr=False)
+    chain: str = ""
+    client_auth: str = "request"
+    client_ca: str = ""
+
+    def options(self) -> dict[str, Variant]:
+        """The tls-* options."""
+        options = {
+            "tls-certificate": Variant("s", self.certificate),
+            "tls-client-auth": Variant("s", self.client_auth),
+        }
+        for key, value in (
+            ("tls-private-key", self.private_key),
+            ("tls-password", self.password),
+            ("tls-chain", self.chain),
+            ("tls-client-ca", self.client_ca),
+        ):
+            if value:
+                options[key] = Variant("s", value)
         return options
 
 
@@ -452,6 +499,10 @@ class SockbridgeClient:
     async def server_send(self, handle: int, data: bytes) -> None:
         """ServerSend(): queue bytes to a connection or UDP peer."""
         await self._call("ServerSend", "uay", [handle, data])
+
+    async def server_send_to(self, port: int, data: bytes, address: str, remote_port: int) -> None:
+        """ServerSendTo(): one datagram from the UDP server on port to any address."""
+        await self._call("ServerSendTo", "qaysq", [port, data, address, remote_port])
 
     async def server_close_client(self, handle: int) -> None:
         """ServerCloseClient(): flush, then close a connection or forget a peer."""

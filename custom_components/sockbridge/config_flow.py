@@ -17,6 +17,7 @@ from homeassistant.config_entries import (
 from homeassistant.core import callback
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -24,6 +25,8 @@ from homeassistant.helpers.selector import (
     SelectSelectorConfig,
     SelectSelectorMode,
     TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
 )
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 import voluptuous as vol
@@ -45,6 +48,7 @@ from .const import (
     BUS_SYSTEM,
     BUSES,
     CONF_ADDRESS,
+    CONF_ALLOW_FROM,
     CONF_BIND_ADDRESS,
     CONF_BUS,
     CONF_DELIMITER,
@@ -52,19 +56,36 @@ from .const import (
     CONF_IDENTIFIER,
     CONF_MAX_CONNECTIONS,
     CONF_MAX_MESSAGE_BYTES,
+    CONF_MULTICAST_GROUPS,
+    CONF_MULTICAST_INTERFACE,
     CONF_PORT,
     CONF_PROTOCOL,
+    CONF_STRIP_DELIMITER,
+    CONF_TLS_CERTIFICATE,
+    CONF_TLS_CHAIN,
+    CONF_TLS_CLIENT_AUTH,
+    CONF_TLS_CLIENT_CA,
+    CONF_TLS_PASSWORD,
+    CONF_TLS_PRIVATE_KEY,
     CONF_UDP_PEER_TIMEOUT_MS,
     DEFAULT_SERVER,
     DOMAIN,
     ENTRY_VERSION,
+    MAX_ALLOW_FROM,
     MAX_DELIMITER_BYTES,
     MAX_MAX_MESSAGE_BYTES,
+    MAX_MULTICAST_GROUPS,
     MAX_UINT32,
+    MULTICAST_KEYS,
     PROTOCOL_TCP,
+    PROTOCOL_TLS,
+    PROTOCOL_UDP,
     PROTOCOLS,
     SECTION_ADVANCED,
     SUBENTRY_SERVER,
+    TLS_CLIENT_AUTHS,
+    TLS_FILE_KEYS,
+    TLS_KEYS,
 )
 from .daemon import bus_title
 from .server import default_name, settings_from_config
@@ -105,6 +126,24 @@ ADVANCED_SCHEMA: Any = vol.Schema(
         vol.Required(
             CONF_UDP_PEER_TIMEOUT_MS, default=DEFAULT_SERVER[CONF_UDP_PEER_TIMEOUT_MS]
         ): _number(0, MAX_UINT32),
+        vol.Required(CONF_STRIP_DELIMITER, default=False): BooleanSelector(),
+        vol.Optional(CONF_ALLOW_FROM, default=[]): TextSelector(TextSelectorConfig(multiple=True)),
+        vol.Optional(CONF_MULTICAST_GROUPS, default=[]): TextSelector(
+            TextSelectorConfig(multiple=True)
+        ),
+        vol.Optional(CONF_MULTICAST_INTERFACE, default=""): TextSelector(),
+        vol.Optional(CONF_TLS_CERTIFICATE, default=""): TextSelector(),
+        vol.Optional(CONF_TLS_PRIVATE_KEY, default=""): TextSelector(),
+        vol.Optional(CONF_TLS_PASSWORD, default=""): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.PASSWORD)
+        ),
+        vol.Optional(CONF_TLS_CHAIN, default=""): TextSelector(),
+        vol.Required(CONF_TLS_CLIENT_AUTH, default=DEFAULT_SERVER[CONF_TLS_CLIENT_AUTH]): (
+            SelectSelector(
+                SelectSelectorConfig(options=TLS_CLIENT_AUTHS, translation_key=CONF_TLS_CLIENT_AUTH)
+            )
+        ),
+        vol.Optional(CONF_TLS_CLIENT_CA, default=""): TextSelector(),
     }
 )
 
@@ -131,11 +170,19 @@ def bus_unique_id(data: Mapping[str, Any]) -> str:
     return str(data[CONF_BUS])
 
 
+def transport(protocol: str) -> str:
+    """The ports a protocol's server takes: TLS servers take TCP ports."""
+    return PROTOCOL_TCP if protocol == PROTOCOL_TLS else protocol
+
+
 def server_unique_id(data: Mapping[str, Any]) -> str | None:
-    """A server subentry's unique id: protocol and port; none for port 0."""
+    """A server subentry's unique id: transport and port; none for port 0.
+
+    A TLS server is "tcp:<port>": it and a TCP server cannot share a port.
+    """
     if not data[CONF_PORT]:
         return None
-    return f"{data[CONF_PROTOCOL]}:{data[CONF_PORT]}"
+    return f"{transport(data[CONF_PROTOCOL])}:{data[CONF_PORT]}"
 
 
 def server_title(data: Mapping[str, Any]) -> str:
@@ -282,20 +329,67 @@ class SockbridgeConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-def _server_errors(data: Mapping[str, Any]) -> dict[str, str]:
-    """What is wrong with a server's settings before the daemon is asked."""
+def _server_errors(data: Mapping[str, Any]) -> tuple[dict[str, str], str]:
+    """What is wrong with a server's settings before the daemon is asked.
+
+    The errors, and the detail their message shows (the wrong entry).
+    """
     try:
         delimiter = decode_escapes(str(data[CONF_DELIMITER]))
     except InvalidEscapeError:
-        return {CONF_DELIMITER: "invalid_delimiter"}
+        return {CONF_DELIMITER: "invalid_delimiter"}, ""
     if len(delimiter) > MAX_DELIMITER_BYTES:
-        return {CONF_DELIMITER: "invalid_delimiter"}
+        return {CONF_DELIMITER: "invalid_delimiter"}, ""
     if bind_address := str(data[CONF_BIND_ADDRESS]):
         try:
             ipaddress.ip_address(bind_address)
         except ValueError:
-            return {SECTION_ADVANCED: "invalid_bind_address"}
-    return {}
+            return {SECTION_ADVANCED: "invalid_bind_address"}, bind_address
+    for check in (_allow_from_error, _multicast_error, _tls_error):
+        if error := check(data):
+            return {SECTION_ADVANCED: error[0]}, error[1]
+    return {}, ""
+
+
+def _allow_from_error(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    entries: list[str] = data[CONF_ALLOW_FROM]
+    if len(entries) > MAX_ALLOW_FROM:
+        return "too_many_allow_from", str(MAX_ALLOW_FROM)
+    for entry in entries:
+        try:
+            # strict: the daemon refuses bits set past the prefix length.
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            return "invalid_allow_from", entry
+    return None
+
+
+def _multicast_error(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    groups: list[str] = data[CONF_MULTICAST_GROUPS]
+    if data[CONF_PROTOCOL] != PROTOCOL_UDP:
+        return ("multicast_udp_only", "") if any(data[k] for k in MULTICAST_KEYS) else None
+    if len(groups) > MAX_MULTICAST_GROUPS:
+        return "too_many_multicast_groups", str(MAX_MULTICAST_GROUPS)
+    for group in groups:
+        try:
+            multicast = ipaddress.ip_address(group).is_multicast
+        except ValueError:
+            multicast = False
+        if not multicast:
+            return "invalid_multicast_group", group
+    return None
+
+
+def _tls_error(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    if data[CONF_PROTOCOL] != PROTOCOL_TLS:
+        return ("tls_only", "") if any(data[k] for k in TLS_KEYS) else None
+    if not data[CONF_TLS_CERTIFICATE]:
+        return "tls_certificate_required", ""
+    for key in TLS_FILE_KEYS:
+        # Paths only: sockbridged reads the files (PEM text fits no form field).
+        if (path := str(data[key])) and not path.startswith("/"):
+            return "tls_path_not_absolute", path
+    return None
 
 
 def _flatten(user_input: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,7 +398,13 @@ def _flatten(user_input: Mapping[str, Any]) -> dict[str, Any]:
     data[CONF_DELIMITER] = str(data.get(CONF_DELIMITER, ""))
     data[CONF_IDENTIFIER] = str(data.get(CONF_IDENTIFIER, ""))
     advanced = {**DEFAULT_SERVER, **user_input.get(SECTION_ADVANCED, {})}
-    data.update({key: advanced[key] for key in ADVANCED_KEYS})
+    for key in ADVANCED_KEYS:
+        value = advanced[key]
+        if isinstance(value, list):
+            value = [entry for item in value if (entry := str(item).strip())]
+        elif isinstance(value, str) and key != CONF_TLS_PASSWORD:
+            value = value.strip()
+        data[key] = value
     return data
 
 
@@ -340,7 +440,8 @@ class ServerSubentryFlow(ConfigSubentryFlow):
         detail = ""
         if user_input is not None:
             data = _flatten(user_input)
-            errors = _server_errors(data) or self._clash_errors(data, current)
+            errors, detail = _server_errors(data)
+            errors = errors or self._clash_errors(data, current)
             if not errors:
                 detail = await self._async_probe(data, current, errors)
             if not errors:
@@ -374,7 +475,7 @@ class ServerSubentryFlow(ConfigSubentryFlow):
         # TCP and a UDP server on one port must differ in identifier.
         if data[CONF_PORT] and any(
             s.data[CONF_PORT] == data[CONF_PORT]
-            and s.data[CONF_PROTOCOL] != data[CONF_PROTOCOL]
+            and transport(s.data[CONF_PROTOCOL]) != transport(data[CONF_PROTOCOL])
             and s.data.get(CONF_IDENTIFIER, "") == data[CONF_IDENTIFIER]
             for s in others
         ):

@@ -32,6 +32,17 @@ CONF_MAX_MESSAGE_BYTES: Final = "max_message_bytes"
 CONF_MAX_CONNECTIONS: Final = "max_connections"
 CONF_UDP_PEER_TIMEOUT_MS: Final = "udp_peer_timeout_ms"
 CONF_BIND_ADDRESS: Final = "bind_address"
+CONF_STRIP_DELIMITER: Final = "strip_delimiter"
+CONF_ALLOW_FROM: Final = "allow_from"
+CONF_MULTICAST_GROUPS: Final = "multicast_groups"
+CONF_MULTICAST_INTERFACE: Final = "multicast_interface"
+# TLS: paths of files that sockbridged reads (on the add-on, under /ssl).
+CONF_TLS_CERTIFICATE: Final = "tls_certificate"
+CONF_TLS_PRIVATE_KEY: Final = "tls_private_key"
+CONF_TLS_PASSWORD: Final = "tls_password"
+CONF_TLS_CHAIN: Final = "tls_chain"
+CONF_TLS_CLIENT_AUTH: Final = "tls_client_auth"
+CONF_TLS_CLIENT_CA: Final = "tls_client_ca"
 
 # The collapsible form section that holds the advanced options.
 SECTION_ADVANCED: Final = "advanced"
@@ -41,11 +52,42 @@ ADVANCED_KEYS: Final = (
     CONF_MAX_MESSAGE_BYTES,
     CONF_MAX_CONNECTIONS,
     CONF_UDP_PEER_TIMEOUT_MS,
+    CONF_STRIP_DELIMITER,
+    CONF_ALLOW_FROM,
+    CONF_MULTICAST_GROUPS,
+    CONF_MULTICAST_INTERFACE,
+    CONF_TLS_CERTIFICATE,
+    CONF_TLS_PRIVATE_KEY,
+    CONF_TLS_PASSWORD,
+    CONF_TLS_CHAIN,
+    CONF_TLS_CLIENT_AUTH,
+    CONF_TLS_CLIENT_CA,
 )
+# The advanced keys that only a TLS server takes, and those only UDP takes.
+TLS_KEYS: Final = (
+    CONF_TLS_CERTIFICATE,
+    CONF_TLS_PRIVATE_KEY,
+    CONF_TLS_PASSWORD,
+    CONF_TLS_CHAIN,
+    CONF_TLS_CLIENT_CA,
+)
+TLS_FILE_KEYS: Final = (
+    CONF_TLS_CERTIFICATE,
+    CONF_TLS_PRIVATE_KEY,
+    CONF_TLS_CHAIN,
+    CONF_TLS_CLIENT_CA,
+)
+MULTICAST_KEYS: Final = (CONF_MULTICAST_GROUPS, CONF_MULTICAST_INTERFACE)
 
 PROTOCOL_TCP: Final = "tcp"
 PROTOCOL_UDP: Final = "udp"
-PROTOCOLS: Final = [PROTOCOL_TCP, PROTOCOL_UDP]
+PROTOCOL_TLS: Final = "tls"
+PROTOCOLS: Final = [PROTOCOL_TCP, PROTOCOL_UDP, PROTOCOL_TLS]
+
+TLS_CLIENT_AUTH_NONE: Final = "none"
+TLS_CLIENT_AUTH_REQUEST: Final = "request"
+TLS_CLIENT_AUTH_REQUIRE: Final = "require"
+TLS_CLIENT_AUTHS: Final = [TLS_CLIENT_AUTH_NONE, TLS_CLIENT_AUTH_REQUEST, TLS_CLIENT_AUTH_REQUIRE]
 
 # The daemon's defaults and bounds (dbus/io.github.Sockbridge1.xml).
 DEFAULT_DELIMITER: Final = "\\r\\n"
@@ -57,8 +99,10 @@ DEFAULT_UDP_PEER_TIMEOUT_MS: Final = 60000
 MAX_DELIMITER_BYTES: Final = 64
 MAX_IDENTIFIER_BYTES: Final = 255
 MAX_UINT32: Final = 0xFFFFFFFF
+MAX_ALLOW_FROM: Final = 256
+MAX_MULTICAST_GROUPS: Final = 20
 
-DEFAULT_SERVER: Final[dict[str, str | int]] = {
+DEFAULT_SERVER: Final[dict[str, str | int | bool | list[str]]] = {
     CONF_DELIMITER: DEFAULT_DELIMITER,
     CONF_IDENTIFIER: "",
     CONF_FLUSH_TIMEOUT_MS: DEFAULT_FLUSH_TIMEOUT_MS,
@@ -66,6 +110,16 @@ DEFAULT_SERVER: Final[dict[str, str | int]] = {
     CONF_MAX_CONNECTIONS: DEFAULT_MAX_CONNECTIONS,
     CONF_UDP_PEER_TIMEOUT_MS: DEFAULT_UDP_PEER_TIMEOUT_MS,
     CONF_BIND_ADDRESS: "",
+    CONF_STRIP_DELIMITER: False,
+    CONF_ALLOW_FROM: [],
+    CONF_MULTICAST_GROUPS: [],
+    CONF_MULTICAST_INTERFACE: "",
+    CONF_TLS_CERTIFICATE: "",
+    CONF_TLS_PRIVATE_KEY: "",
+    CONF_TLS_PASSWORD: "",
+    CONF_TLS_CHAIN: "",
+    CONF_TLS_CLIENT_AUTH: TLS_CLIENT_AUTH_REQUEST,
+    CONF_TLS_CLIENT_CA: "",
 }
 
 # Supervisor discovery: the add-on announces its bus under this service.
@@ -100,6 +154,8 @@ ATTR_STATUS: Final = "status"
 SERVICE_SEND: Final = "send"
 SERVICE_CLOSE_CLIENT: Final = "close_client"
 ATTR_DEVICE_ID: Final = "device_id"
+# Diagnostics never show these.
+REDACTED_KEYS: Final = frozenset({CONF_TLS_PASSWORD})
 
 # Repair issues: the daemon gone for longer than this, in seconds.
 DAEMON_GONE_GRACE: Final = 180.0

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
 from .client import SockbridgeError, encode_escapes
+from .const import REDACTED_KEYS
 from .daemon import SockbridgeConfigEntry
 from .server import SockbridgeServer
 
@@ -15,7 +17,7 @@ from .server import SockbridgeServer
 def _server(server: SockbridgeServer) -> dict[str, Any]:
     return {
         "title": server.name,
-        "config": server.data,
+        "config": async_redact_data(server.data, REDACTED_KEYS),
         "available": server.available,
         "listening": server.listening,
         "bound_port": server.bound_port,
@@ -32,8 +34,9 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """What the entry asks for, and what the daemon says it has.
 
-    Nothing here is secret: the bus address is a socket path, and the
-    servers' settings are ports and framing.
+    The bus address is a socket path, and the servers' settings are ports,
+    framing and the paths of TLS files: nothing secret but a PKCS#12
+    password, which is redacted.
     """
     daemon = entry.runtime_data
     diagnostics: dict[str, Any] = {

@@ -23,6 +23,7 @@ from .client import (
     SignalHandlers,
     SockbridgeClient,
     SockbridgeError,
+    TlsSettings,
     decode_escapes,
 )
 from .const import (
@@ -36,14 +37,24 @@ from .const import (
     ATTR_SERVER_PORT,
     ATTR_STATUS,
     ATTR_TEXT,
+    CONF_ALLOW_FROM,
     CONF_BIND_ADDRESS,
     CONF_DELIMITER,
     CONF_FLUSH_TIMEOUT_MS,
     CONF_IDENTIFIER,
     CONF_MAX_CONNECTIONS,
     CONF_MAX_MESSAGE_BYTES,
+    CONF_MULTICAST_GROUPS,
+    CONF_MULTICAST_INTERFACE,
     CONF_PORT,
     CONF_PROTOCOL,
+    CONF_STRIP_DELIMITER,
+    CONF_TLS_CERTIFICATE,
+    CONF_TLS_CHAIN,
+    CONF_TLS_CLIENT_AUTH,
+    CONF_TLS_CLIENT_CA,
+    CONF_TLS_PASSWORD,
+    CONF_TLS_PRIVATE_KEY,
     CONF_UDP_PEER_TIMEOUT_MS,
     DEFAULT_SERVER,
     DOMAIN,
@@ -54,6 +65,7 @@ from .const import (
     EVENT_TYPE_DISCONNECTED,
     ISSUE_PORT_IN_USE,
     ISSUE_SERVER_FAILED,
+    PROTOCOL_TLS,
     PROTOCOL_UDP,
     SERVER_RETRY_INTERVAL,
     STATUS_OFFLINE,
@@ -75,6 +87,7 @@ def settings_from_config(config: Mapping[str, Any]) -> ServerSettings:
     return ServerSettings(
         port=int(merged[CONF_PORT]),
         use_udp=merged[CONF_PROTOCOL] == PROTOCOL_UDP,
+        tls=tls_from_config(merged) if merged[CONF_PROTOCOL] == PROTOCOL_TLS else None,
         delimiter=decode_escapes(str(merged[CONF_DELIMITER])),
         identifier=str(merged[CONF_IDENTIFIER]),
         flush_timeout_ms=int(merged[CONF_FLUSH_TIMEOUT_MS]),
@@ -83,6 +96,22 @@ def settings_from_config(config: Mapping[str, Any]) -> ServerSettings:
         udp_peer_timeout_ms=int(merged[CONF_UDP_PEER_TIMEOUT_MS]),
         bind_address=str(merged[CONF_BIND_ADDRESS]) or None,
         exit_with_caller=True,
+        strip_delimiter=bool(merged[CONF_STRIP_DELIMITER]),
+        allow_from=tuple(merged[CONF_ALLOW_FROM]),
+        multicast_groups=tuple(merged[CONF_MULTICAST_GROUPS]),
+        multicast_interface=str(merged[CONF_MULTICAST_INTERFACE]) or None,
+    )
+
+
+def tls_from_config(merged: Mapping[str, Any]) -> TlsSettings:
+    """The TLS settings of a TLS server's data (defaults merged in)."""
+    return TlsSettings(
+        certificate=str(merged[CONF_TLS_CERTIFICATE]),
+        private_key=str(merged[CONF_TLS_PRIVATE_KEY]),
+        password=str(merged[CONF_TLS_PASSWORD]),
+        chain=str(merged[CONF_TLS_CHAIN]),
+        client_auth=str(merged[CONF_TLS_CLIENT_AUTH]),
+        client_ca=str(merged[CONF_TLS_CLIENT_CA]),
     )
 
 
@@ -181,7 +210,7 @@ class SockbridgeServer:
 
     @property
     def protocol(self) -> str:
-        """Tcp or udp."""
+        """Tcp, udp or tls."""
         return str(self.data[CONF_PROTOCOL])
 
     @property

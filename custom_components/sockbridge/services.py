@@ -11,6 +11,7 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 import voluptuous as vol
 
 from .client import (
+    InvalidArgumentError,
     InvalidEscapeError,
     LimitExceededError,
     NotFoundError,
@@ -18,12 +19,15 @@ from .client import (
     decode_escapes,
 )
 from .const import (
+    ATTR_ADDRESS,
     ATTR_DEVICE_ID,
     ATTR_HANDLE,
     ATTR_HEX,
+    ATTR_REMOTE_PORT,
     ATTR_TEXT,
     DOMAIN,
     MAX_UINT32,
+    PROTOCOL_UDP,
     SERVICE_CLOSE_CLIENT,
     SERVICE_SEND,
 )
@@ -39,6 +43,11 @@ SEND_SCHEMA: Any = vol.Schema(
         vol.Optional(ATTR_HANDLE): _HANDLE,
         vol.Optional(ATTR_TEXT): cv.string,
         vol.Optional(ATTR_HEX): cv.string,
+        # UDP: one datagram to any address and port (ServerSendTo).
+        vol.Inclusive(ATTR_ADDRESS, "destination"): cv.string,
+        vol.Inclusive(ATTR_REMOTE_PORT, "destination"): vol.All(
+            vol.Coerce(int), vol.Range(min=1, max=65535)
+        ),
     }
 )
 
@@ -148,6 +157,10 @@ def _handle_error(
             handle=str(handle),
             error=err.message,
         )
+    return _daemon_error(server, err)
+
+
+def _daemon_error(server: SockbridgeServer, err: SockbridgeError) -> HomeAssistantError:
     return HomeAssistantError(
         err.message,
         translation_domain=DOMAIN,
@@ -162,9 +175,41 @@ def _check_handle(server: SockbridgeServer, handle: int) -> None:
         raise _unknown_handle(server, handle)
 
 
+async def _async_send_to(server: SockbridgeServer, data: bytes, call: ServiceCall) -> None:
+    """One datagram from a UDP server to the address and port of the call."""
+    address: str = call.data[ATTR_ADDRESS]
+    remote_port: int = call.data[ATTR_REMOTE_PORT]
+    if server.protocol != PROTOCOL_UDP:
+        raise _invalid("send_to_udp_only", f"{server.name} is not a UDP server", server=server.name)
+    if ATTR_HANDLE in call.data:
+        raise _invalid("handle_or_address", "give either a handle or an address, not both")
+    if not server.listening or server.bound_port is None:
+        raise HomeAssistantError(
+            f"{server.name} is not serving its port",
+            translation_domain=DOMAIN,
+            translation_key="server_not_listening",
+            translation_placeholders={"server": server.name},
+        )
+    client = server.client
+    assert client is not None
+    try:
+        await client.server_send_to(server.bound_port, data, address, remote_port)
+    except InvalidArgumentError as err:
+        raise _invalid(
+            "invalid_destination", err.message, address=address, error=err.message
+        ) from err
+    except LimitExceededError as err:
+        raise _invalid("send_to_limit", err.message, server=server.name, error=err.message) from err
+    except SockbridgeError as err:
+        raise _daemon_error(server, err) from err
+
+
 async def _async_send(hass: HomeAssistant, call: ServiceCall) -> None:
     server = _server(hass, call)
     data = _payload(call)
+    if ATTR_ADDRESS in call.data:
+        await _async_send_to(server, data, call)
+        return
     client = server.client
     assert client is not None
     if (handle := call.data.get(ATTR_HANDLE)) is not None:

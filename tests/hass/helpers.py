@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeassistant import config_entries
 from homeassistant.config_entries import SIGNAL_CONFIG_ENTRY_CHANGED, ConfigSubentryData
 from homeassistant.const import MATCH_ALL
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -26,13 +28,31 @@ from custom_components.sockbridge.config_flow import (
 from custom_components.sockbridge.const import (
     BUS_ADDRESS,
     CONF_ADDRESS,
+    CONF_ALLOW_FROM,
+    CONF_BIND_ADDRESS,
     CONF_BUS,
+    CONF_DELIMITER,
+    CONF_FLUSH_TIMEOUT_MS,
+    CONF_IDENTIFIER,
+    CONF_MAX_CONNECTIONS,
+    CONF_MAX_MESSAGE_BYTES,
+    CONF_MULTICAST_GROUPS,
+    CONF_MULTICAST_INTERFACE,
     CONF_PORT,
     CONF_PROTOCOL,
+    CONF_STRIP_DELIMITER,
+    CONF_TLS_CERTIFICATE,
+    CONF_TLS_CHAIN,
+    CONF_TLS_CLIENT_AUTH,
+    CONF_TLS_CLIENT_CA,
+    CONF_TLS_PASSWORD,
+    CONF_TLS_PRIVATE_KEY,
+    CONF_UDP_PEER_TIMEOUT_MS,
     DEFAULT_SERVER,
     DOMAIN,
     ENTRY_VERSION,
     PROTOCOL_TCP,
+    SECTION_ADVANCED,
     SUBENTRY_SERVER,
 )
 from custom_components.sockbridge.entity import find_device
@@ -202,3 +222,55 @@ def device_memberships(device: Any) -> dict[str, set[str | None]]:
         return {getattr(device, "config_entry_id"): {device.config_subentry_id}}  # noqa: B009
     subentries: dict[str, set[str | None]] = device.config_entries_subentries
     return subentries
+
+
+# --------------------------------------------------------------------------
+# The server subentry flow
+
+# The advanced section's defaults, as the form shows them.
+ADVANCED_DEFAULTS = {
+    CONF_BIND_ADDRESS: "",
+    CONF_FLUSH_TIMEOUT_MS: 1000,
+    CONF_MAX_MESSAGE_BYTES: 1048576,
+    CONF_MAX_CONNECTIONS: 256,
+    CONF_UDP_PEER_TIMEOUT_MS: 60000,
+    CONF_STRIP_DELIMITER: False,
+    CONF_ALLOW_FROM: [],
+    CONF_MULTICAST_GROUPS: [],
+    CONF_MULTICAST_INTERFACE: "",
+    CONF_TLS_CERTIFICATE: "",
+    CONF_TLS_PRIVATE_KEY: "",
+    CONF_TLS_PASSWORD: "",
+    CONF_TLS_CHAIN: "",
+    CONF_TLS_CLIENT_AUTH: "request",
+    CONF_TLS_CLIENT_CA: "",
+}
+
+
+def server_input(port: int, **fields: Any) -> dict[str, Any]:
+    """What the server form's user enters: TCP, CR LF, and fields."""
+    advanced = {**ADVANCED_DEFAULTS, **fields.pop(SECTION_ADVANCED, {})}
+    return {
+        CONF_PORT: port,
+        CONF_PROTOCOL: "tcp",
+        CONF_DELIMITER: "\\r\\n",
+        CONF_IDENTIFIER: "",
+        SECTION_ADVANCED: advanced,
+        **fields,
+    }
+
+
+async def start_server_flow(hass: HomeAssistant, entry: MockConfigEntry) -> str:
+    """Open the form of a new server subentry; its flow id."""
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SERVER), context={"source": config_entries.SOURCE_USER}
+    )
+    assert result["type"] == FlowResultType.FORM
+    assert result["step_id"] == "user"
+    return str(result["flow_id"])
+
+
+async def add_server(hass: HomeAssistant, entry: MockConfigEntry, data: dict[str, Any]) -> Any:
+    """Fill in and submit the form of a new server subentry; the flow's result."""
+    flow_id = await start_server_flow(hass, entry)
+    return await hass.config_entries.subentries.async_configure(flow_id, data)

@@ -41,24 +41,19 @@ from custom_components.sockbridge.const import (
 from custom_components.sockbridge.entity import find_device
 
 from .helpers import (
+    ADVANCED_DEFAULTS,
     Daemon,
+    add_server,
     free_port,
     make_entry,
     running,
     server_data,
+    server_input,
     setup_daemon_entry,
     setup_entry,
 )
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
-
-ADVANCED_DEFAULTS = {
-    CONF_BIND_ADDRESS: "",
-    CONF_FLUSH_TIMEOUT_MS: DEFAULT_SERVER[CONF_FLUSH_TIMEOUT_MS],
-    CONF_MAX_MESSAGE_BYTES: DEFAULT_SERVER[CONF_MAX_MESSAGE_BYTES],
-    CONF_MAX_CONNECTIONS: DEFAULT_SERVER[CONF_MAX_CONNECTIONS],
-    CONF_UDP_PEER_TIMEOUT_MS: DEFAULT_SERVER[CONF_UDP_PEER_TIMEOUT_MS],
-}
 
 
 async def list_servers(address: str) -> list[tuple[int, bool, str]]:
@@ -220,32 +215,6 @@ async def test_hassio_discovery_errors(hass: HomeAssistant, bus_address: str) ->
 # Server subentries
 
 
-def server_input(port: int, **fields: Any) -> dict[str, Any]:
-    advanced = {**ADVANCED_DEFAULTS, **fields.pop(SECTION_ADVANCED, {})}
-    return {
-        CONF_PORT: port,
-        CONF_PROTOCOL: "tcp",
-        CONF_DELIMITER: "\\r\\n",
-        CONF_IDENTIFIER: "",
-        SECTION_ADVANCED: advanced,
-        **fields,
-    }
-
-
-async def start_server_flow(hass: HomeAssistant, entry: MockConfigEntry) -> str:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_SERVER), context={"source": config_entries.SOURCE_USER}
-    )
-    assert result["type"] == FlowResultType.FORM
-    assert result["step_id"] == "user"
-    return str(result["flow_id"])
-
-
-async def add_server(hass: HomeAssistant, entry: MockConfigEntry, data: dict[str, Any]) -> Any:
-    flow_id = await start_server_flow(hass, entry)
-    return await hass.config_entries.subentries.async_configure(flow_id, data)
-
-
 async def test_add_server(hass: HomeAssistant, daemon: Daemon) -> None:
     """The server is made and listens; the daemon's other servers are left alone."""
     entry = await setup_daemon_entry(hass, daemon.address, server_data(0, identifier="first"))
@@ -290,6 +259,7 @@ async def test_add_server_advanced_udp_ephemeral(hass: HomeAssistant, daemon: Da
     (subentry,) = entry.subentries.values()
     assert subentry.unique_id is None
     assert dict(subentry.data) == {
+        **ADVANCED_DEFAULTS,
         CONF_PORT: 0,
         CONF_PROTOCOL: "udp",
         CONF_DELIMITER: "",
@@ -487,6 +457,8 @@ def test_unique_ids() -> None:
     )
     assert server_unique_id({CONF_PORT: 0, CONF_PROTOCOL: "tcp"}) is None
     assert server_unique_id({CONF_PORT: 5000, CONF_PROTOCOL: "udp"}) == "udp:5000"
+    # A TLS server takes a TCP port: it clashes with a TCP server there.
+    assert server_unique_id({CONF_PORT: 5000, CONF_PROTOCOL: "tls"}) == "tcp:5000"
 
 
 def test_make_entry_is_version_2() -> None:
