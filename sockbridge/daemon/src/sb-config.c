@@ -155,6 +155,22 @@ apply_uint (const SbOption  *option,
   return TRUE;
 }
 
+/* The lists' bounds keep a state file and the kernel's membership table
+ * small; one message for all of them. */
+static gboolean
+check_entry_count (const SbOption  *option,
+                   gsize            n,
+                   guint            max,
+                   GError         **error)
+{
+  if (n <= max)
+    return TRUE;
+  g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
+               "option '%s' has %" G_GSIZE_FORMAT " entries; at most %u are allowed",
+               option->key, n, max);
+  return FALSE;
+}
+
 /* Each entry as sb_allow_entry_canonical() writes it, so that equal
  * settings compare equal. An empty list admits everyone, as no list
  * does: a server that admits nobody serves nothing, and an empty list is
@@ -168,12 +184,8 @@ apply_allow_from (const SbOption  *option,
   gsize n = g_variant_n_children (value);
   g_auto(GStrv) entries = NULL;
 
-  if (n > SB_MAX_ALLOW_FROM) {
-    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
-                 "option '%s' has %" G_GSIZE_FORMAT " entries; at most %d are allowed",
-                 option->key, n, SB_MAX_ALLOW_FROM);
+  if (!check_entry_count (option, n, SB_MAX_ALLOW_FROM, error))
     return FALSE;
-  }
   entries = g_new0 (char *, n + 1);
   for (gsize i = 0; i < n; i++) {
     g_autoptr(GVariant) entry = g_variant_get_child_value (value, i);
@@ -230,12 +242,8 @@ apply_multicast_groups (const SbOption  *option,
 
   if (!check_udp (option, config, error))
     return FALSE;
-  if (n > SB_MAX_MULTICAST_GROUPS) {
-    g_set_error (error, SB_ERROR, SB_ERROR_INVALID_ARGUMENT,
-                 "option '%s' has %" G_GSIZE_FORMAT " entries; at most %d are allowed",
-                 option->key, n, SB_MAX_MULTICAST_GROUPS);
+  if (!check_entry_count (option, n, SB_MAX_MULTICAST_GROUPS, error))
     return FALSE;
-  }
   groups = g_new0 (char *, n + 1);
   for (gsize i = 0; i < n; i++) {
     g_autoptr(GVariant) entry = g_variant_get_child_value (value, i);
