@@ -169,3 +169,12 @@ ISSUE_MIGRATION: Final = "migration"
 
 # A state is at most 255 characters.
 MAX_STATE_LENGTH: Final = 255
+
+# The entities that show received data (the data event, the last message
+# sensor) write their state at once for a message that follows a quiet
+# DATA_WRITE_INTERVAL seconds, and otherwise once at the end of that
+# interval with the latest message: a device that talks once a second
+# updates them with every message, a stream of hundreds a second costs
+# about two state writes a second each. The sockbridge_data_in bus event
+# fires for every message regardless.
+DATA_WRITE_INTERVAL: Final = 0.5

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.debounce import Debouncer
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity
 
-from .const import DOMAIN
+from .const import DATA_WRITE_INTERVAL, DOMAIN
 from .server import SockbridgeServer
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def daemon_device_id(entry_id: str) -> tuple[str, str]:
@@ -85,3 +89,34 @@ class SockbridgeEntity(Entity):
         """Follow the server's state."""
         await super().async_added_to_hass()
         self.async_on_remove(self._server.async_add_listener(self.async_write_ha_state))
+
+
+class SockbridgeDataEntity(SockbridgeEntity):
+    """An entity that shows the server's last message, its writes coalesced.
+
+    A message after DATA_WRITE_INTERVAL seconds without a write is written at
+    once; the messages that follow within the interval are written once, at
+    its end, as the latest of them (Home Assistant's Debouncer, immediate).
+    So a slow device updates the entity with every message, a busy one costs
+    at most one state write per interval, and the last state written is
+    always the last message.
+    """
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the messages, through the debouncer."""
+        await super().async_added_to_hass()
+        debouncer: Debouncer[None] = Debouncer(
+            self.hass,
+            _LOGGER,
+            cooldown=DATA_WRITE_INTERVAL,
+            immediate=True,
+            function=self._async_write_data,
+        )
+        # Removed in reverse: the listener first, then the pending write.
+        self.async_on_remove(debouncer.async_shutdown)
+        self.async_on_remove(self._server.async_add_data_listener(debouncer.async_schedule_call))
+
+    @callback
+    def _async_write_data(self) -> None:
+        """Write the state for the latest message (server.last_data)."""
+        self.async_write_ha_state()

@@ -17,8 +17,8 @@ from .const import (
     EVENT_TYPE_DISCONNECTED,
 )
 from .daemon import SockbridgeConfigEntry
-from .entity import SockbridgeEntity
-from .server import ConnectedClient, ReceivedData, SockbridgeServer
+from .entity import SockbridgeDataEntity, SockbridgeEntity
+from .server import ConnectedClient, SockbridgeServer
 
 # Push only: nothing is polled.
 PARALLEL_UPDATES = 0
@@ -41,8 +41,13 @@ async def async_setup_entry(
     entry.runtime_data.async_add_entities_factory(add)
 
 
-class DataReceivedEvent(SockbridgeEntity, EventEntity):
-    """Fires data_received with each message a client sends."""
+class DataReceivedEvent(SockbridgeDataEntity, EventEntity):
+    """Fires data_received with the messages clients send.
+
+    With each message while they come slowly, with the latest one at most
+    every DATA_WRITE_INTERVAL seconds when they come fast (see
+    SockbridgeDataEntity); the sockbridge_data_in bus event has every one.
+    """
 
     _unrecorded_attributes = frozenset({ATTR_TEXT, ATTR_HEX})
 
@@ -51,13 +56,11 @@ class DataReceivedEvent(SockbridgeEntity, EventEntity):
         super().__init__(server, "data_received")
         self._attr_event_types = [EVENT_TYPE_DATA_RECEIVED]
 
-    async def async_added_to_hass(self) -> None:
-        """Follow the messages."""
-        await super().async_added_to_hass()
-        self.async_on_remove(self._server.async_add_data_listener(self._on_data))
-
     @callback
-    def _on_data(self, data: ReceivedData) -> None:
+    def _async_write_data(self) -> None:
+        data = self._server.last_data
+        if data is None:  # pragma: no cover - written only after a message
+            return
         self._trigger_event(
             EVENT_TYPE_DATA_RECEIVED,
             {

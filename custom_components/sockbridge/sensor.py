@@ -18,8 +18,8 @@ from .const import (
     MAX_STATE_LENGTH,
 )
 from .daemon import SockbridgeConfigEntry
-from .entity import SockbridgeEntity
-from .server import ReceivedData, SockbridgeServer
+from .entity import SockbridgeDataEntity, SockbridgeEntity
+from .server import SockbridgeServer
 
 # Push only: nothing is polled.
 PARALLEL_UPDATES = 0
@@ -72,11 +72,12 @@ class BoundPortSensor(SockbridgeEntity, SensorEntity):
         return self._server.bound_port
 
 
-class LastMessageSensor(SockbridgeEntity, SensorEntity):
+class LastMessageSensor(SockbridgeDataEntity, SensorEntity):
     """The last message a client sent: its text as state, all of it as attributes.
 
-    Disabled by default: every frame would be a recorded state change. The
-    bus event sockbridge_data_in carries every frame.
+    Disabled by default: a state change per message (coalesced when they
+    come fast, see SockbridgeDataEntity) that few want recorded. The bus
+    event sockbridge_data_in carries every frame.
     """
 
     _attr_entity_registry_enabled_default = False
@@ -86,15 +87,6 @@ class LastMessageSensor(SockbridgeEntity, SensorEntity):
     def __init__(self, server: SockbridgeServer) -> None:
         """The last message of server."""
         super().__init__(server, "last_message")
-
-    async def async_added_to_hass(self) -> None:
-        """Follow the messages too."""
-        await super().async_added_to_hass()
-        self.async_on_remove(self._server.async_add_data_listener(self._on_data))
-
-    @callback
-    def _on_data(self, data: ReceivedData) -> None:
-        self.async_write_ha_state()
 
     @property
     def native_value(self) -> str | None:

@@ -100,6 +100,7 @@ def settings_from_config(config: Mapping[str, Any]) -> ServerSettings:
         allow_from=tuple(merged[CONF_ALLOW_FROM]),
         multicast_groups=tuple(merged[CONF_MULTICAST_GROUPS]),
         multicast_interface=str(merged[CONF_MULTICAST_INTERFACE]) or None,
+        batch=True,
     )
 
 
@@ -127,26 +128,6 @@ class ConnectedClient:
     handle: int
     address: str
     remote_port: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedData:
-    """One ServerDataIn of the server."""
-
-    handle: int
-    address: str
-    remote_port: int
-    data: bytes
-
-    @property
-    def text(self) -> str:
-        """The data as UTF-8 text, undecodable bytes replaced."""
-        return self.data.decode("utf-8", errors="replace")
-
-    @property
-    def hex(self) -> str:
-        """The data as lower-case hex digits."""
-        return self.data.hex()
 
 
 class Listeners[T]:
@@ -195,12 +176,14 @@ class SockbridgeServer:
         self.bound_port: int | None = None
         self.error: str | None = None
         self.clients: dict[int, ConnectedClient] = {}
-        self.last_data: ReceivedData | None = None
+        self.last_data: DataIn | None = None
         self._server_owner: str | None = None
         self._lock = asyncio.Lock()
         self._retry: CALLBACK_TYPE | None = None
         self._state_listeners: Listeners[None] = Listeners()
-        self._data_listeners: Listeners[ReceivedData] = Listeners()
+        # Called once per frame: plain functions without the frame, which
+        # they find in last_data, in a tuple that the loop reads as it is.
+        self._data_listeners: tuple[Callable[[], None], ...] = ()
         self._connection_listeners: Listeners[tuple[str, ConnectedClient]] = Listeners()
 
     @property
@@ -235,9 +218,14 @@ class SockbridgeServer:
         return self._state_listeners.add(lambda _: func())
 
     @callback
-    def async_add_data_listener(self, func: Callable[[ReceivedData], None]) -> Callable[[], None]:
-        """Call func with every message a client sends."""
-        return self._data_listeners.add(func)
+    def async_add_data_listener(self, func: Callable[[], None]) -> Callable[[], None]:
+        """Call func after every message a client sends (its bus event fired, last_data set)."""
+        self._data_listeners = (*self._data_listeners, func)
+
+        def remove() -> None:
+            self._data_listeners = tuple(f for f in self._data_listeners if f is not func)
+
+        return remove
 
     @callback
     def async_add_connection_listener(
@@ -423,23 +411,29 @@ class SockbridgeServer:
 
     @callback
     def _on_data_in(self, data_in: DataIn) -> None:
+        # Once per frame: one dict, no helper, no copy of the frame.
         client = self.clients.get(data_in.handle)
         if client is None:
             return
         client.remote_port = data_in.remote_port
-        data = ReceivedData(data_in.handle, data_in.address, data_in.remote_port, data_in.data)
-        self.last_data = data
-        self._fire(
+        self.last_data = data_in
+        data = data_in.data
+        self.hass.bus.async_fire(
             EVENT_DATA_IN,
             {
-                ATTR_HANDLE: data.handle,
-                ATTR_ADDRESS: data.address,
-                ATTR_REMOTE_PORT: data.remote_port,
-                ATTR_TEXT: data.text,
-                ATTR_HEX: data.hex,
+                ATTR_ENTRY_ID: self.daemon.entry.entry_id,
+                ATTR_SERVER_ID: self.subentry_id,
+                ATTR_SERVER_PORT: self.bound_port,
+                ATTR_IDENTIFIER: self.identifier,
+                ATTR_HANDLE: data_in.handle,
+                ATTR_ADDRESS: data_in.address,
+                ATTR_REMOTE_PORT: data_in.remote_port,
+                ATTR_TEXT: data.decode("utf-8", errors="replace"),
+                ATTR_HEX: data.hex(),
             },
         )
-        self._data_listeners(data)
+        for func in self._data_listeners:
+            func()
 
     def _client_gone(self, handle: int) -> None:
         client = self.clients.pop(handle)

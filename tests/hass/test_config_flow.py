@@ -278,6 +278,7 @@ async def test_add_server_advanced_udp_ephemeral(hass: HomeAssistant, daemon: Da
         max_connections=3,
         udp_peer_timeout_ms=5000,
         bind_address="127.0.0.1",
+        batch=True,
     )
     assert server.listening
 

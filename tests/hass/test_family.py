@@ -381,6 +381,7 @@ async def test_strip_delimiter(hass: HomeAssistant, daemon: Daemon) -> None:
         max_connections=256,
         udp_peer_timeout_ms=60000,
         strip_delimiter=True,
+        batch=True,
     )
     port = running(server).bound_port
     assert port is not None

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import astuple, dataclass
+from datetime import timedelta
 
-from homeassistant.const import STATE_ON
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_ON
 from homeassistant.core import HomeAssistant, State
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import async_capture_events
+from pytest_homeassistant_custom_component.common import (
+    async_capture_events,
+    async_fire_time_changed,
+)
 
 from custom_components.sockbridge.const import (
+    DATA_WRITE_INTERVAL,
     DOMAIN,
     EVENT_CONNECTION,
     EVENT_DATA_IN,
@@ -57,6 +64,11 @@ class Entities:
             data_received=entity_id(hass, "event", entry, "data_received"),
             client_connection=entity_id(hass, "event", entry, "client_connection"),
         )
+
+
+def skip_write_interval(hass: HomeAssistant) -> None:
+    """Run what waits for the end of the data entities' write interval, as if it passed."""
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=DATA_WRITE_INTERVAL))
 
 
 def state(hass: HomeAssistant, entity: str) -> State:
@@ -182,6 +194,8 @@ async def test_binary_data_as_hex(hass: HomeAssistant, daemon: Daemon) -> None:
     writer.write(long_line)
     await writer.drain()
     await wait_until(hass, lambda: len(data_in) >= 2, "the long line")
+    # Within the write interval of the first: written at its end.
+    skip_write_interval(hass)
     last = state(hass, ids.last_message)
     assert last.state == "x" * 255
     assert last.attributes["text"] == long_line.decode()
@@ -257,3 +271,81 @@ async def test_two_servers_apart(hass: HomeAssistant, daemon: Daemon) -> None:
     assert state(hass, ids_one.last_message).state == "unknown"
     await tcp_close(writer)
     await wait_until(hass, lambda: state(hass, ids_two.open_connections).state == "0", "gone")
+
+
+async def test_burst_every_event_few_state_writes(hass: HomeAssistant, daemon: Daemon) -> None:
+    """A burst: every frame a bus event, in order; the entities coalesce their writes."""
+    entry = await setup_entry(hass, daemon.address, 0, delimiter="\\n", identifier="burst")
+    ids = Entities.of(hass, entry)
+    port = int(state(hass, ids.bound_port).state)
+    # The integration asks for batches: the daemon reports the option.
+    client = running(entry).client
+    assert client is not None
+    (options,) = await client._call("GetServerOptions", "qb", [port, False])
+    assert options["batch"].value is True
+
+    _reader, writer = await tcp_connect(port)
+    local_port = writer.get_extra_info("sockname")[1]
+    await wait_until(hass, lambda: state(hass, ids.open_connections).state == "1", "1 client")
+    (handle,) = running(entry).clients
+    data_in = async_capture_events(hass, EVENT_DATA_IN)
+    changes = async_capture_events(hass, EVENT_STATE_CHANGED)
+    ours = set(astuple(ids))
+
+    count = 2000
+    lines = [f"frame {n:05d}\n".encode() for n in range(count)]
+    writer.write(b"".join(lines))
+    await writer.drain()
+    await wait_until(hass, lambda: len(data_in) >= count, f"{count} sockbridge_data_in")
+    skip_write_interval(hass)
+    await hass.async_block_till_done()
+
+    assert len(data_in) == count
+    assert [e.data for e in data_in] == [
+        {
+            "entry_id": entry.entry.entry_id,
+            "server_id": entry.subentry_id,
+            "server_port": port,
+            "identifier": "burst",
+            "handle": handle,
+            "address": "127.0.0.1",
+            "remote_port": local_port,
+            "text": line.decode(),
+            "hex": line.hex(),
+        }
+        for line in lines
+    ]
+    written = [e for e in changes if e.data["entity_id"] in ours]
+    assert 2 <= len(written) <= count // 10, len(written)
+    # The last state written is the last frame.
+    assert state(hass, ids.data_received).attributes["text"] == "frame 01999\n"
+    assert state(hass, ids.last_message).state == "frame 01999\n"
+    await tcp_close(writer)
+
+
+async def test_slow_frames_each_written(hass: HomeAssistant, daemon: Daemon) -> None:
+    """Frames a write interval apart or more: each one updates the data entities at once."""
+    entry = await setup_entry(hass, daemon.address, 0, delimiter="\\n")
+    ids = Entities.of(hass, entry)
+    _reader, writer = await tcp_connect(int(state(hass, ids.bound_port).state))
+    await wait_until(hass, lambda: state(hass, ids.open_connections).state == "1", "1 client")
+    data_in = async_capture_events(hass, EVENT_DATA_IN)
+    changes = async_capture_events(hass, EVENT_STATE_CHANGED)
+
+    def arrived(count: int) -> Callable[[], bool]:
+        return lambda: len(data_in) >= count
+
+    for n in range(4):
+        writer.write(f"reading {n}\n".encode())
+        await writer.drain()
+        await wait_until(hass, arrived(n + 1), f"frame {n}")
+        # Written with the frame's own bus event, no wait.
+        received = state(hass, ids.data_received)
+        assert received.attributes["text"] == f"reading {n}\n"
+        assert received.attributes["event_type"] == "data_received"
+        assert state(hass, ids.last_message).state == f"reading {n}\n"
+        skip_write_interval(hass)
+    written = [e.data["entity_id"] for e in changes]
+    assert written.count(ids.data_received) == 4
+    assert written.count(ids.last_message) == 4
+    await tcp_close(writer)

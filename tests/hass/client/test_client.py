@@ -8,6 +8,7 @@ import contextlib
 import socket
 from typing import Any
 
+from dbus_fast import Message, MessageType
 from dbus_fast.aio.message_bus import MessageBus
 from dbus_fast.errors import AuthError
 import pytest
@@ -157,6 +158,7 @@ def test_server_settings_options() -> None:
         max_connections=2,
         udp_peer_timeout_ms=5,
         bind_address="127.0.0.1",
+        batch=True,
     )
     options = {key: variant.value for key, variant in settings.options().items()}
     assert options == {
@@ -167,6 +169,7 @@ def test_server_settings_options() -> None:
         "max-connections": 2,
         "udp-peer-timeout-ms": 5,
         "bind-address": "127.0.0.1",
+        "batch": True,
     }
     assert set(ServerSettings(0).options()) == {"delimiter-bytes", "exit-with-caller"}
 
@@ -337,6 +340,55 @@ async def test_signals_tcp(sb: SockbridgeClient) -> None:
     )
     await sb.destroy_server(port)
     await recorder.wait_for(lambda s: s == ServerStatus(port, "OFFLINE", "sig"), "OFFLINE")
+
+
+async def test_signals_batch(sb: SockbridgeClient) -> None:
+    """A batch server's ServerDataInBatch: the same DataIn per frame, in order, per handle."""
+    members: list[str] = []
+
+    def count(msg: Message) -> None:
+        if msg.message_type == MessageType.SIGNAL and msg.member:
+            members.append(msg.member)
+
+    sb._bus.add_message_handler(count)
+    recorder = Recorder()
+    await sb.subscribe(recorder.handlers())
+    port = await sb.create_server(ServerSettings(0, delimiter=b"\n", identifier="b", batch=True))
+    (options,) = await sb._call("GetServerOptions", "qb", [port, False])
+    assert options["batch"].value is True
+    clients = [await tcp_connect(port) for _ in range(2)]
+
+    def onlines() -> list[ConnectionStatus]:
+        return [i for i in recorder.items if isinstance(i, ConnectionStatus)]
+
+    await recorder.wait_for(lambda _s: len(onlines()) == 2, "2 connections ONLINE")
+    count_per_client = 300
+    sent: dict[int, list[bytes]] = {}
+    for n, (_reader, writer) in enumerate(clients):
+        lines = [f"{n}:{i}\n".encode() for i in range(count_per_client)]
+        writer.write(b"".join(lines))
+        await writer.drain()
+        sent[writer.get_extra_info("sockname")[1]] = lines
+
+    def received() -> list[DataIn]:
+        return [i for i in recorder.items if isinstance(i, DataIn)]
+
+    await recorder.wait_for(lambda _s: len(received()) == 2 * count_per_client, "every frame")
+    frames = received()
+    handles = {c.handle for c in onlines()}
+    for remote_port, lines in sent.items():
+        mine = [f for f in frames if f.remote_port == remote_port]
+        assert [f.data for f in mine] == lines
+        assert {(f.address, f.identifier) for f in mine} == {("127.0.0.1", "b")}
+        assert len({f.handle for f in mine}) == 1
+        assert mine[0].handle in handles
+        assert mine[0].text == lines[0].decode()
+        assert mine[0].hex == lines[0].hex()
+    # The frames came as batches (several per signal), never as ServerDataIn.
+    assert "ServerDataIn" not in members
+    assert 1 <= members.count("ServerDataInBatch") < len(frames)
+    for _reader, writer in clients:
+        await tcp_close(writer)
 
 
 async def test_signals_udp(sb: SockbridgeClient) -> None:
