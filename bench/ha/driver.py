@@ -419,6 +419,23 @@ class Driver:
         self.result["profile"] = "\n".join(lines)
         log("profile taken")
 
+    def log_warnings(self) -> None:
+        """Warnings and errors of hass's log that name what is measured: a
+        failing automation or action would not fail a round trip at once."""
+        log_path = self.hass.config / "home-assistant.log"
+        if not log_path.exists():
+            return
+        names = ("sockbridge", "bench_listener", "bench_counter", "automation")
+        bad = [
+            line
+            for line in log_path.read_text(errors="replace").splitlines()
+            if smoke.LOG_LEVEL.match(line)
+            and any(n in line for n in names)
+            and not smoke.UNTESTED.search(line)
+            and "which has not been tested" not in line
+        ]
+        self.result["log_warnings"] = bad[:20]
+
     async def run(self) -> None:
         try:
             await self.setup()
@@ -433,6 +450,7 @@ class Driver:
                 log(line)
             self.result["hass_log_tail"] = smoke.tail(self.tmp / "hass.out", 40)
         finally:
+            self.log_warnings()
             for proc in list(self.loads):
                 await smoke.stop(proc, 5)
             if self.hass.ws is not None:
