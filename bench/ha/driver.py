@@ -40,7 +40,10 @@ import smoke  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 START = time.monotonic()
-UDP_WINDOW = 128
+# UDP frames in flight at most (as bench/run's section 1 paces UDP): 128 of
+# 32 B, but fewer of 1 KiB, or the socket buffer (208 KiB, charged at some
+# 2 KiB a datagram) drops some, for the listener as for the daemon.
+UDP_WINDOW = {32: 128, 1024: 32}
 IDENTIFIER_TCP, IDENTIFIER_UDP = "bench_tcp", "bench_udp"
 
 CONFIGURATION = """\
@@ -246,7 +249,8 @@ class Driver:
             argv = [load, "tcp", str(port), str(clients), str(frames), str(size)]
         else:
             argv = [load, "udp", str(port), str(frames), str(size)]
-            argv += ["--progress", str(progress), "--window", str(UDP_WINDOW)]
+            window = UDP_WINDOW.get(size, 32)
+            argv += ["--progress", str(progress), "--window", str(window)]
         proc = await self.start_load(argv)
         timeout = frames / 200 + 60
         counts = await self.counter(
@@ -288,6 +292,11 @@ class Driver:
         return row
 
     def matrix(self) -> list[tuple[str, int, int]]:
+        if self.args.rows:
+            return [
+                (source, int(clients), int(size))
+                for source, clients, size in (r.split(":") for r in self.args.rows.split(","))
+            ]
         if self.args.quick:
             return [("tcp", 1, 32), ("tcp", 10, 32), ("tcp", 1, 1024), ("udp", 1, 32)]
         return [("tcp", c, s) for s in (32, 1024) for c in (1, 10)] + [
@@ -488,6 +497,9 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int)
     parser.add_argument("--repeat", type=int)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--rows", help="SOURCE:CLIENTS:SIZE,... instead of the usual rows, e.g. udp:1:1024"
+    )
     options = parser.parse_args()
     options.frames = options.frames or (2000 if options.quick else 3000)
     options.repeat = options.repeat or (1 if options.quick else 3)
