@@ -173,9 +173,12 @@ def format_entries(entries: list[Any], frames: int) -> list[str]:
 
 def shorten(path: str) -> str:
     """A module's path from its package on."""
-    for marker in ("site-packages/", "custom_components/", "lib/python3"):
+    for marker in ("site-packages/", "custom_components/"):
         if marker in path:
             return path.split(marker, 1)[1]
+    if "/lib/python3" in path:
+        # The standard library: from the module on.
+        return path.split("/lib/python3", 1)[1].split("/", 1)[-1]
     return path
 
 
