@@ -217,6 +217,8 @@ class Smoke:
         # None: the daemon runs already, on the system bus or, with a
         # discovery message, on the address it announces.
         self.daemon_binary = daemon
+        # The smoke test logs every frame; the benchmark does not.
+        self.daemon_options: list[str] = ["--no-state", "--verbose"]
         self.discovery = discovery
         self.tmp = tmp
         self.config = tmp / "config"
@@ -309,7 +311,7 @@ class Smoke:
         self.dbus.add_message_handler(on_signal)
         rule = f"type='signal',member='NameOwnerChanged',arg0='{BUS_NAME}'"
         await self.dbus_call("/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch", rule)
-        args = [str(self.daemon_binary), f"--address={self.address}", "--no-state", "--verbose"]
+        args = [str(self.daemon_binary), f"--address={self.address}", *self.daemon_options]
         self.daemon = await spawn([*WRAPPER, *args], self.tmp / "sockbridged.log")
         waits = {asyncio.create_task(self.daemon.wait()), asyncio.create_task(owned.wait())}
         await asyncio.wait(waits, timeout=START, return_when=asyncio.FIRST_COMPLETED)
@@ -317,23 +319,24 @@ class Smoke:
             task.cancel()
         assert owned.is_set(), "sockbridged did not take its name on the bus"
 
+    def custom_integrations(self) -> list[Path]:
+        """The custom integrations copied into the configuration directory."""
+        return [INTEGRATION, STANDIN] if self.discovery is not None else [INTEGRATION]
+
+    def configuration(self) -> str:
+        """configuration.yaml of the instance."""
+        # With the stand-in, diagnostics too: what the entry holds.
+        extra = f"{STANDIN.name}:\ndiagnostics:\n" if self.discovery is not None else ""
+        return CONFIGURATION.format(port=self.http_port, extra=extra)
+
     async def start_hass(self) -> None:
-        shutil.copytree(
-            INTEGRATION,
-            self.config / "custom_components" / "sockbridge",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-        extra = ""
-        if self.discovery is not None:
+        for integration in self.custom_integrations():
             shutil.copytree(
-                STANDIN,
-                self.config / "custom_components" / STANDIN.name,
+                integration,
+                self.config / "custom_components" / integration.name,
                 ignore=shutil.ignore_patterns("__pycache__"),
             )
-            # The stand-in, and diagnostics: what the entry holds.
-            extra = f"{STANDIN.name}:\ndiagnostics:\n"
-        configuration = CONFIGURATION.format(port=self.http_port, extra=extra)
-        (self.config / "configuration.yaml").write_text(configuration)
+        (self.config / "configuration.yaml").write_text(self.configuration())
         # The venv has every requirement: hass must install nothing. And
         # hass-nabucasa's litellm would fetch a price list when imported.
         env = {**os.environ, "UV_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -469,24 +472,32 @@ class Smoke:
         assert data["daemon"]["available"] is True, data
 
     async def add_server(self) -> None:
+        self.subentry_id = await self.create_server(self.server_port, "tcp", "smoke")
+
+    async def create_server(self, port: int, protocol: str, identifier: str) -> str:
+        """A server subentry through the subentry flow, listening; its id."""
         assert self.ws is not None
+        before = await self.ws.call("config_entries/subentries/list", entry_id=self.entry_id)
         status = await self.ws.subscribe("sockbridge_status")
         path = "/api/config/config_entries/subentries/flow"
         flow = await self.api("POST", path, {"handler": [self.entry_id, "server"]})
         assert (flow["type"], flow["step_id"]) == ("form", "user"), flow
-        body = {"port": self.server_port, "protocol": "tcp", "delimiter": "\\r\\n"}
-        body |= {"identifier": "smoke", "advanced": ADVANCED}
+        body = {"port": port, "protocol": protocol, "delimiter": "\\r\\n"}
+        body |= {"identifier": identifier, "advanced": ADVANCED}
         result = await self.api("POST", f"{path}/{flow['flow_id']}", body)
-        assert (result["type"], result["title"]) == ("create_entry", "smoke"), result
-        (subentry,) = await self.ws.call("config_entries/subentries/list", entry_id=self.entry_id)
+        assert (result["type"], result["title"]) == ("create_entry", identifier), result
+        after = await self.ws.call("config_entries/subentries/list", entry_id=self.entry_id)
+        known = {s["subentry_id"] for s in before}
+        (subentry,) = (s for s in after if s["subentry_id"] not in known)
         assert subentry["subentry_type"] == "server", subentry
-        assert subentry["unique_id"] == f"tcp:{self.server_port}", subentry
-        self.subentry_id = subentry["subentry_id"]
+        assert subentry["unique_id"] == f"{protocol}:{port}", subentry
+        subentry_id: str = subentry["subentry_id"]
         await next_event(
             status,
             "sockbridge_status ONLINE of the new server",
-            lambda data: data["server_id"] == self.subentry_id and data["status"] == "ONLINE",
+            lambda data: data["server_id"] == subentry_id and data["status"] == "ONLINE",
         )
+        return subentry_id
 
     async def data_in(self) -> None:
         assert self.ws is not None

@@ -1,0 +1,229 @@
+"""The benchmark's meter inside Home Assistant (bench/run, section ha).
+
+Counts sockbridge_data_in events (of the integration or of bench_listener)
+and the state_changed events of the sockbridge integration's entities, and
+answers the benchmark's driver over HTTP on 127.0.0.1 (no login: bench
+only, never installed):
+
+    POST /api/bench_counter/reset    {"progress": FILE|null}: counts to zero;
+                                     with FILE, the running count is kept in
+                                     it as sb-bench-sub does (UDP pacing)
+    GET  /api/bench_counter/wait?count=N&idle=S&timeout=S
+                                     until N events came, none came for S
+                                     seconds, or the timeout; the counts
+    POST /api/bench_counter/settle   until the recorder committed everything
+                                     queued so far; the counts
+    POST /api/bench_counter/profile  {"action": "start"} or {"action": "stop",
+                                     "frames": N}: cProfile of the event
+                                     loop's thread; stop answers the summary
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import mmap
+import os
+import pstats
+import struct
+import time
+from typing import Any
+
+from aiohttp import web
+from homeassistant.components.http import HomeAssistantView
+from homeassistant.const import EVENT_STATE_CHANGED
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.typing import ConfigType
+
+DOMAIN = "bench_counter"
+EVENT_DATA_IN = "sockbridge_data_in"
+
+
+class Counter:
+    """The counts of the current measurement."""
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        """Zero."""
+        self.hass = hass
+        self.count = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.states: dict[str, int] = {}
+        self.entities: dict[str, dict[str, Any]] = {}
+        self.progress: mmap.mmap | None = None
+        self.changed = asyncio.Event()
+        self.profile: cProfile.Profile | None = None
+
+    def reset(self, progress: str | None) -> None:
+        """Counts to zero; which entities are the integration's, now."""
+        self.count = self.first_ns = self.last_ns = 0
+        registry = er.async_get(self.hass)
+        self.entities = {
+            e.entity_id: {
+                "key": e.translation_key,
+                "subentry": e.config_subentry_id,
+                "disabled": e.disabled_by is not None,
+            }
+            for e in registry.entities.values()
+            if e.platform == "sockbridge"
+        }
+        self.states = dict.fromkeys(self.entities, 0)
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+        if progress:
+            fd = os.open(progress, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, 8)
+                self.progress = mmap.mmap(fd, 8)
+            finally:
+                os.close(fd)
+
+    @callback
+    def on_data_in(self, event: Event[dict[str, Any]]) -> None:
+        """One frame reached the bus."""
+        now = time.monotonic_ns()
+        if not self.count:
+            self.first_ns = now
+        self.last_ns = now
+        self.count += 1
+        if self.progress is not None:
+            struct.pack_into("=Q", self.progress, 0, self.count)
+        self.changed.set()
+
+    @callback
+    def on_state_changed(self, event: Event[EventStateChangedData]) -> None:
+        """A state write: counted if it is one of the integration's entities."""
+        entity_id = event.data["entity_id"]
+        if entity_id in self.states:
+            self.states[entity_id] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts, and the entities they are of."""
+        return {
+            "count": self.count,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "states": self.states,
+            "entities": self.entities,
+        }
+
+    async def wait(self, count: int, idle: float, timeout: float) -> None:
+        """Until count events came, none came for idle seconds, or timeout."""
+        deadline = time.monotonic() + timeout
+        while self.count < count:
+            self.changed.clear()
+            left = min(idle, deadline - time.monotonic())
+            if left <= 0:
+                return
+            try:
+                async with asyncio.timeout(left):
+                    await self.changed.wait()
+            except TimeoutError:
+                return
+
+    async def settle(self) -> float:
+        """Until the recorder committed what was queued so far; seconds it took."""
+        start = time.monotonic()
+        if "recorder" in self.hass.config.components:
+            from homeassistant.components.recorder import get_instance
+
+            await get_instance(self.hass).async_block_till_done()
+        return time.monotonic() - start
+
+    def profile_stop(self, frames: int) -> str:
+        """The profile's top entries, in µs per frame."""
+        assert self.profile is not None
+        self.profile.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(self.profile, stream=out)
+        self.profile = None
+        total = stats.total_tt  # type: ignore[attr-defined]
+        frames = max(frames, 1)
+        # cProfile follows every Python thread (sys.monitoring, Python 3.12
+        # on): the recorder's thread is in it as well as the event loop's.
+        lines = [
+            f"cProfile, every Python thread: {total / frames * 1e6:.1f} µs per frame "
+            f"({frames} frames)",
+            "",
+            "Top functions by own time:",
+        ]
+        entries: list[Any] = list(stats.stats.items())  # type: ignore[attr-defined]
+        by_own = sorted(entries, key=lambda item: item[1][2], reverse=True)
+        lines += format_entries(by_own[:25], frames)
+        ours = [e for e in entries if "custom_components/sockbridge/" in e[0][0]]
+        ours.sort(key=lambda item: item[1][3], reverse=True)
+        lines += ["", "The integration's functions by cumulative time:"]
+        lines += format_entries(ours[:15], frames)
+        return "\n".join(lines)
+
+
+def format_entries(entries: list[Any], frames: int) -> list[str]:
+    """pstats entries as lines, in µs and calls per frame."""
+    lines = [f"{'own µs/frame':>12} {'cum µs/frame':>12} {'calls/frame':>11}  function"]
+    for (path, line, name), (_, calls, tottime, cumtime, _) in entries:
+        lines.append(
+            f"{tottime / frames * 1e6:12.2f} {cumtime / frames * 1e6:12.2f} "
+            f"{calls / frames:11.2f}  {name} ({shorten(path)}:{line})"
+        )
+    return lines
+
+
+def shorten(path: str) -> str:
+    """A module's path from its package on."""
+    for marker in ("site-packages/", "custom_components/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    if "/lib/python3" in path:
+        # The standard library: from the module on.
+        return path.split("/lib/python3", 1)[1].split("/", 1)[-1]
+    return path
+
+
+class CounterView(HomeAssistantView):
+    """The driver's calls."""
+
+    url = "/api/bench_counter/{action}"
+    name = "api:bench_counter"
+    requires_auth = False
+
+    def __init__(self, counter: Counter) -> None:
+        """Of counter."""
+        self.counter = counter
+
+    async def get(self, request: web.Request, action: str) -> web.Response:
+        """wait."""
+        if action != "wait":
+            return web.Response(status=404)
+        query = request.query
+        await self.counter.wait(int(query["count"]), float(query["idle"]), float(query["timeout"]))
+        return self.json(self.counter.snapshot())
+
+    async def post(self, request: web.Request, action: str) -> web.Response:
+        """reset, settle, profile."""
+        counter = self.counter
+        body = await request.json() if request.can_read_body else {}
+        if action == "reset":
+            counter.reset(body.get("progress"))
+            return self.json(counter.snapshot())
+        if action == "settle":
+            took = await counter.settle()
+            return self.json({**counter.snapshot(), "settle_s": took})
+        if action == "profile":
+            if body["action"] == "start":
+                counter.profile = cProfile.Profile()
+                counter.profile.enable()
+                return self.json({})
+            return self.json({"summary": counter.profile_stop(int(body["frames"]))})
+        return web.Response(status=404)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Count from now on."""
+    counter = Counter(hass)
+    hass.bus.async_listen(EVENT_DATA_IN, counter.on_data_in)
+    hass.bus.async_listen(EVENT_STATE_CHANGED, counter.on_state_changed)
+    hass.http.register_view(CounterView(counter))
+    return True
