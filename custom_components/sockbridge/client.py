@@ -44,6 +44,16 @@ STATUS_OFFLINE: Final = "OFFLINE"
 _SIGNAL_MATCH: Final = (
     f"type='signal',sender='{BUS_NAME}',interface='{INTERFACE}',path='{OBJECT_PATH}'"
 )
+# Each signal of the daemon with the index of its identifier argument.
+_IDENTIFIER_ARG: Final = {
+    "ServerStatusChanged": 2,
+    "ServerConnectionStatusChanged": 4,
+    "ServerDataIn": 4,
+    "ServerDataInBatch": 1,
+}
+# dbus-daemon refuses match rules over 1024 bytes; an identifier that would
+# make one longer is filtered here instead (identifiers are at most 255).
+_MAX_MATCH_RULE: Final = 1024
 _OWNER_MATCH: Final = (
     f"type='signal',sender='{DBUS_NAME}',interface='{DBUS_INTERFACE}',"
     f"path='{DBUS_PATH}',member='NameOwnerChanged',arg0='{{name}}'"
@@ -584,15 +594,24 @@ class SockbridgeClient:
 
     # -- signals -------------------------------------------------------------
 
-    async def subscribe(self, handlers: SignalHandlers) -> str | None:
+    async def subscribe(
+        self, handlers: SignalHandlers, identifier: str | None = None
+    ) -> str | None:
         """Receive the daemon's signals and its comings and goings.
 
         Returns the daemon's unique name, or None when it is not running.
-        Signals are filtered to the current owner of the daemon's name.
+        Signals are filtered to the current owner of the daemon's name. The
+        bus sends this connection only the signals that handlers has a
+        callback for and, given an identifier, only those of servers with
+        that identifier: every frame's signal reaches each subscriber, so a
+        connection per server that took all of them would unmarshal every
+        other server's frames too. The first call's handlers and identifier
+        choose the signals; later calls replace the callbacks.
         """
         self._handlers = handlers
         if not self._subscribed:
-            await self._add_match(_SIGNAL_MATCH)
+            for rule in _signal_matches(handlers, identifier):
+                await self._add_match(rule)
             await self._add_match(_OWNER_MATCH.format(name=BUS_NAME))
             self._subscribed = True
         # Asked after the matches are in place, so no change is missed; the
@@ -655,6 +674,32 @@ class SockbridgeClient:
             handlers.connection_status(ConnectionStatus(*body))
         elif member == "ServerStatusChanged" and handlers.server_status is not None:
             handlers.server_status(ServerStatus(*body))
+
+
+def _match_value(value: str) -> str:
+    """A match rule's quoted value: an apostrophe ends the quote, is escaped, resumes it."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _signal_matches(handlers: SignalHandlers, identifier: str | None) -> list[str]:
+    """The match rules of the daemon's signals that handlers takes."""
+    wanted = {
+        "ServerStatusChanged": handlers.server_status,
+        "ServerConnectionStatusChanged": handlers.connection_status,
+        "ServerDataIn": handlers.data_in,
+        "ServerDataInBatch": handlers.data_in,
+    }
+    rules = []
+    for member, handler in wanted.items():
+        if handler is None:
+            continue
+        rule = f"{_SIGNAL_MATCH},member='{member}'"
+        if identifier is not None:
+            narrowed = f"{rule},arg{_IDENTIFIER_ARG[member]}={_match_value(identifier)}"
+            if len(narrowed.encode()) <= _MAX_MATCH_RULE:
+                rule = narrowed
+        rules.append(rule)
+    return rules
 
 
 async def probe_daemon(kind: str, address: str | None) -> str:

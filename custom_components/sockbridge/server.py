@@ -252,7 +252,7 @@ class SockbridgeServer:
             disconnected=self._on_disconnected,
         )
         try:
-            await client.subscribe(handlers)
+            await client.subscribe(handlers, self.identifier)
             await self._async_create()
         except DaemonNotRunningError:
             await self.async_stop()

@@ -300,6 +300,7 @@ async def test_tls_and_tcp_share_the_tcp_ports(
     entry = await setup_daemon_entry(hass, daemon.address)
     result = await add_server(hass, entry, server_input(port))
     assert result["type"] == FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
     result = await add_server(
         hass, entry, server_input(port, protocol="tls", **{SECTION_ADVANCED: tls_options(pki)})
     )

@@ -391,6 +391,71 @@ async def test_signals_batch(sb: SockbridgeClient) -> None:
         await tcp_close(writer)
 
 
+def signal_counter(into: list[tuple[str, str]]) -> Callable[[Message], None]:
+    """A message handler that notes each signal of the daemon: member, last argument."""
+
+    def count(msg: Message) -> None:
+        if msg.message_type == MessageType.SIGNAL and msg.interface != "org.freedesktop.DBus":
+            into.append((msg.member or "", str(msg.body[-1])))
+
+    return count
+
+
+def offline_of(identifier: str) -> Callable[[Any], bool]:
+    """Whether a signal is a connection of identifier's server going OFFLINE."""
+    return lambda s: (
+        isinstance(s, ConnectionStatus) and s.status == "OFFLINE" and s.identifier == identifier
+    )
+
+
+async def test_signals_filtered_by_the_bus(daemon: Daemon, sb: SockbridgeClient) -> None:
+    """A subscriber with an identifier gets only that identifier's signals from the bus.
+
+    One without data or status callbacks (the daemon entry's) gets none of
+    the servers' signals: no connection unmarshals another server's frames.
+    """
+    theirs = "it's \\ theirs, 'quoted'"
+    long_name = "'" * 255  # its match rule would be too long: filtered here
+    clients = {
+        name: await SockbridgeClient.connect("address", daemon.address)
+        for name in (theirs, long_name, "owner only")
+    }
+    seen: dict[str, list[tuple[str, str]]] = {name: [] for name in clients}
+    recorders = {name: Recorder() for name in clients}
+    try:
+        for name, client in clients.items():
+            client._bus.add_message_handler(signal_counter(seen[name]))
+            if name == "owner only":
+                await client.subscribe(SignalHandlers(daemon_owner=recorders[name].add))
+            else:
+                await client.subscribe(recorders[name].handlers(), name)
+        ports = {}
+        for identifier in ("mine", theirs, long_name):
+            ports[identifier] = await sb.create_server(
+                ServerSettings(0, delimiter=b"\n", identifier=identifier, batch=True)
+            )
+        for identifier, port in ports.items():
+            _reader, writer = await tcp_connect(port)
+            writer.write(identifier.encode()[:10] + b"\n")
+            await writer.drain()
+            await tcp_close(writer)
+        for name in (theirs, long_name):
+            await recorders[name].wait_for(offline_of(name), f"{name}'s connection OFFLINE")
+        frames = [i for i in recorders[theirs].items if isinstance(i, DataIn)]
+        assert [(f.data, f.identifier) for f in frames] == [(theirs.encode()[:10] + b"\n", theirs)]
+        members = {"ServerStatusChanged", "ServerConnectionStatusChanged", "ServerDataInBatch"}
+        assert {m for m, _ in seen[theirs]} == members
+        assert {i for _, i in seen[theirs]} == {theirs}
+        # Too long to filter on the bus: every server's signals, sorted out here.
+        assert {i for _, i in seen[long_name]} == {"mine", theirs, long_name}
+        # The daemon's answer comes after every signal it sent before it.
+        await clients["owner only"].get_version()
+        assert seen["owner only"] == []
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
 async def test_signals_udp(sb: SockbridgeClient) -> None:
     recorder = Recorder()
     await sb.subscribe(recorder.handlers())
