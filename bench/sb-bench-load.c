@@ -21,7 +21,9 @@
  *       and starts writing when a "go" line comes on stdin, so that the
  *       caller can leave the handshakes out of what it measures. One
  *       thread per client, each blocked in its writes while the daemon
- *       is behind.
+ *       is behind. Its report adds cpu_us, the CPU time the writing took
+ *       (getrusage: its threads are gone by then, and with them their
+ *       /proc/PID/task entries).
  *   sb-bench-load tls-hold PORT COUNT
  *       opens COUNT TLS connections, each with its handshake completed,
  *       reports how long that took, and leaves them idle.
@@ -443,6 +445,16 @@ wait_go (void)
     exit (0);
 }
 
+static gint64
+process_cpu_us (void)
+{
+  struct rusage usage;
+
+  getrusage (RUSAGE_SELF, &usage);
+  return (gint64) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * G_USEC_PER_SEC +
+         usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
 static int
 run_tls (guint16 port,
          guint   clients,
@@ -453,7 +465,7 @@ run_tls (guint16 port,
   g_autofree GThread **threads = g_new0 (GThread *, clients);
   g_autofree guint8 *block = NULL;
   gsize block_len;
-  gint64 start, end;
+  gint64 start, end, cpu;
 
   block = make_block (size, &block_len);
   for (guint i = 0; i < clients; i++) {
@@ -466,14 +478,16 @@ run_tls (guint16 port,
   printf ("ready\n");
   fflush (stdout);
   wait_go ();
+  cpu = process_cpu_us ();
   start = g_get_monotonic_time ();
   for (guint i = 0; i < clients; i++)
     threads[i] = g_thread_new ("tls-writer", tls_write_all, &writers[i]);
   for (guint i = 0; i < clients; i++)
     g_thread_join (threads[i]);
   end = g_get_monotonic_time ();
+  cpu = process_cpu_us () - cpu;
   printf ("sent_frames=%" G_GUINT64_FORMAT " start_us=%" G_GINT64_FORMAT
-          " end_us=%" G_GINT64_FORMAT "\n", frames, start, end);
+          " end_us=%" G_GINT64_FORMAT " cpu_us=%" G_GINT64_FORMAT "\n", frames, start, end, cpu);
   fflush (stdout);
   wait_stdin_end ();
   return 0;
