@@ -13,6 +13,12 @@ G_BEGIN_DECLS
 #define SB_BATCH_MAX_FRAMES 256
 #define SB_BATCH_MAX_BYTES  (64 * 1024)
 
+/* A batch leaves no sooner than this after the server's previous one.
+ * Frames that trickle in faster than a subscriber takes signals (one
+ * signal each otherwise) then share signals, and a frame after a quiet
+ * moment still leaves at once. */
+#define SB_BATCH_MIN_INTERVAL_US 500
+
 /* The frames of one server that leave together as one ServerDataInBatch
  * signal, in the order they were added. */
 typedef struct _SbBatch SbBatch;
@@ -27,6 +33,9 @@ gboolean  sb_batch_add      (SbBatch      *self,
 gboolean  sb_batch_is_empty (SbBatch      *self);
 /* About what the signal's body will weigh on the bus. */
 gsize     sb_batch_get_size (SbBatch      *self);
+/* The monotonic time (µs) from which the batch may leave:
+ * SB_BATCH_MIN_INTERVAL_US after it was last taken. */
+gint64    sb_batch_get_due  (SbBatch      *self);
 /* ServerDataInBatch's parameters, (a(uaysq)s), floating; empties the batch. */
 GVariant *sb_batch_take     (SbBatch      *self,
                              GVariant     *identifier);

@@ -3,6 +3,7 @@
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,31 @@ async def test_batch_udp(sb: Client) -> None:
     expected = [d for i in range(20) for d in (f"d{i}\n".encode(), f"rest{i}".encode())]
     assert got == [(handle, d, "127.0.0.1", peer.local_port) for d in expected]
     assert not sb.rec.find(data_in(handle=handle))
+    peer.close()
+
+
+async def test_batch_trickle_shares_signals(sb: Client) -> None:
+    """Datagrams that trickle in, each read on its own, still share signals.
+
+    A batch leaves no sooner than 0.5 ms after the server's previous one:
+    200 datagrams 100 µs apart make far fewer signals than datagrams (one
+    each if every batch left at once), none lost, in order.
+    """
+    port = await start_server(sb, "trickle", use_udp=True)
+    peer = await UdpPeer.open("127.0.0.1")
+    mark = sb.rec.mark()
+    count = 200
+    for i in range(count):
+        peer.send(f"t{i}\n".encode(), "127.0.0.1", port)
+        # Blocking on purpose: asyncio's sleep would leave gaps of a
+        # millisecond, longer than the interval; the signals wait in the
+        # socket meanwhile.
+        time.sleep(0.0001)
+    handle = await sb.new_handle(port, mark)
+    got = await wait_frames(sb, "trickle", handle, count, mark)
+    assert [f[1] for f in got] == [f"t{i}\n".encode() for i in range(count)]
+    signals = batches(sb, "trickle", mark)
+    assert len(signals) < count / 2, f"{len(signals)} signals for {count} datagrams"
     peer.close()
 
 

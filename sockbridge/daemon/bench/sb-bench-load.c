@@ -15,12 +15,24 @@
  *   sb-bench-load hold PORT COUNT
  *       opens COUNT connections, reports how long that took, then answers
  *       "check" lines on stdin with how many are still open.
+ *   sb-bench-load tls PORT CLIENTS FRAMES SIZE
+ *       as tcp, over TLS (GIO's GTlsClientConnection, any server
+ *       certificate accepted): completes every handshake, prints "ready",
+ *       and starts writing when a "go" line comes on stdin, so that the
+ *       caller can leave the handshakes out of what it measures. One
+ *       thread per client, each blocked in its writes while the daemon
+ *       is behind. Its report adds cpu_us, the CPU time the writing took
+ *       (getrusage: its threads are gone by then, and with them their
+ *       /proc/PID/task entries).
+ *   sb-bench-load tls-hold PORT COUNT
+ *       opens COUNT TLS connections, each with its handshake completed,
+ *       reports how long that took, and leaves them idle.
  *
- * tcp, udp and hold keep their sockets open until stdin ends. Times are
- * CLOCK_MONOTONIC microseconds, as g_get_monotonic_time(). */
+ * tcp, udp, hold, tls and tls-hold keep their sockets open until stdin
+ * ends. Times are CLOCK_MONOTONIC microseconds, as g_get_monotonic_time(). */
 #define G_LOG_DOMAIN "sb-bench"
 
-#include <glib.h>
+#include <gio/gio.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -36,6 +48,9 @@
 
 #define BLOCK_BYTES (64 * 1024)
 #define MAX_PENDING_CONNECTS 512
+/* Handshakes in flight at once in tls-hold: the daemon does its side in
+ * GIO's thread pool, so a few in parallel keep both cores busy. */
+#define TLS_HOLD_THREADS 4
 
 typedef struct
 {
@@ -352,6 +367,176 @@ run_hold (guint16 port,
   return 0;
 }
 
+/* The bench's certificate is self-signed, made for the run: nothing to
+ * verify it against, and nothing to protect on the loopback. */
+static gboolean
+accept_any_certificate (GTlsConnection       *connection,
+                        GTlsCertificate      *certificate,
+                        GTlsCertificateFlags  errors,
+                        gpointer              user_data)
+{
+  return TRUE;
+}
+
+static GIOStream *
+connect_tls (guint16 port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GSocketConnection) tcp = NULL;
+  g_autoptr(GIOStream) tls = NULL;
+
+  tcp = g_socket_client_connect_to_host (client, SB_BENCH_ADDRESS, port, NULL, &error);
+  if (tcp == NULL)
+    sb_bench_die ("connect", error->message);
+  g_socket_set_option (g_socket_connection_get_socket (tcp), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+  tls = g_tls_client_connection_new (G_IO_STREAM (tcp), NULL, &error);
+  if (tls == NULL)
+    sb_bench_die ("TLS client", error->message);
+  g_signal_connect (tls, "accept-certificate", G_CALLBACK (accept_any_certificate), NULL);
+  if (!g_tls_connection_handshake (G_TLS_CONNECTION (tls), NULL, &error))
+    sb_bench_die ("TLS handshake", error->message);
+  return g_steal_pointer (&tls);
+}
+
+/* A reset at exit, as close_all(): no TIME_WAIT left behind. */
+static void
+reset_on_close (GIOStream *tls)
+{
+  g_autoptr(GIOStream) base = NULL;
+  struct linger reset = { 1, 0 };
+
+  g_object_get (tls, "base-io-stream", &base, NULL);
+  setsockopt (g_socket_get_fd (g_socket_connection_get_socket (G_SOCKET_CONNECTION (base))),
+              SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+}
+
+typedef struct
+{
+  GIOStream    *tls;
+  guint64       left;    /* bytes still to write */
+  const guint8 *block;
+  gsize         block_len;
+} TlsWriter;
+
+static gpointer
+tls_write_all (gpointer data)
+{
+  TlsWriter *w = data;
+  GOutputStream *out = g_io_stream_get_output_stream (w->tls);
+  g_autoptr(GError) error = NULL;
+
+  while (w->left > 0) {
+    gsize len = MIN ((guint64) w->block_len, w->left);
+
+    if (!g_output_stream_write_all (out, w->block, len, NULL, NULL, &error))
+      sb_bench_die ("TLS write", error->message);
+    w->left -= len;
+  }
+  return NULL;
+}
+
+static void
+wait_go (void)
+{
+  char line[64];
+
+  if (fgets (line, sizeof line, stdin) == NULL)
+    exit (0);
+}
+
+static gint64
+process_cpu_us (void)
+{
+  struct rusage usage;
+
+  getrusage (RUSAGE_SELF, &usage);
+  return (gint64) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * G_USEC_PER_SEC +
+         usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
+static int
+run_tls (guint16 port,
+         guint   clients,
+         guint64 frames,
+         gsize   size)
+{
+  g_autofree TlsWriter *writers = g_new0 (TlsWriter, clients);
+  g_autofree GThread **threads = g_new0 (GThread *, clients);
+  g_autofree guint8 *block = NULL;
+  gsize block_len;
+  gint64 start, end, cpu;
+
+  block = make_block (size, &block_len);
+  for (guint i = 0; i < clients; i++) {
+    writers[i].tls = connect_tls (port);
+    writers[i].left = (frames / clients + (i < frames % clients ? 1 : 0)) * size;
+    writers[i].block = block;
+    writers[i].block_len = block_len;
+    reset_on_close (writers[i].tls);
+  }
+  printf ("ready\n");
+  fflush (stdout);
+  wait_go ();
+  cpu = process_cpu_us ();
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < clients; i++)
+    threads[i] = g_thread_new ("tls-writer", tls_write_all, &writers[i]);
+  for (guint i = 0; i < clients; i++)
+    g_thread_join (threads[i]);
+  end = g_get_monotonic_time ();
+  cpu = process_cpu_us () - cpu;
+  printf ("sent_frames=%" G_GUINT64_FORMAT " start_us=%" G_GINT64_FORMAT
+          " end_us=%" G_GINT64_FORMAT " cpu_us=%" G_GINT64_FORMAT "\n", frames, start, end, cpu);
+  fflush (stdout);
+  wait_stdin_end ();
+  return 0;
+}
+
+typedef struct
+{
+  guint16     port;
+  guint       count;
+  gint        next;      /* atomic: the next connection to open */
+  GIOStream **held;
+} TlsHold;
+
+static gpointer
+tls_hold_some (gpointer data)
+{
+  TlsHold *hold = data;
+  guint i;
+
+  while ((i = (guint) g_atomic_int_add (&hold->next, 1)) < hold->count) {
+    hold->held[i] = connect_tls (hold->port);
+    reset_on_close (hold->held[i]);
+  }
+  return NULL;
+}
+
+static int
+run_tls_hold (guint16 port,
+              guint   count)
+{
+  g_autofree GIOStream **held = g_new0 (GIOStream *, count);
+  TlsHold hold = { port, count, 0, held };
+  GThread *threads[TLS_HOLD_THREADS];
+  gint64 start, done;
+
+  sb_bench_raise_nofile ();
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < TLS_HOLD_THREADS; i++)
+    threads[i] = g_thread_new ("tls-hold", tls_hold_some, &hold);
+  for (guint i = 0; i < TLS_HOLD_THREADS; i++)
+    g_thread_join (threads[i]);
+  done = g_get_monotonic_time ();
+  printf ("start_us=%" G_GINT64_FORMAT " done_us=%" G_GINT64_FORMAT " ok=%u failed=0\n",
+          start, done, count);
+  fflush (stdout);
+  wait_stdin_end ();
+  return 0;
+}
+
 static guint16
 parse_port (const char *text)
 {
@@ -380,7 +565,13 @@ main (int   argc,
                     sb_bench_parse_uint (argv[4], "SIZE"));
   if (g_str_equal (mode, "hold") && argc == 4)
     return run_hold (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "COUNT"));
+  if (g_str_equal (mode, "tls") && argc == 6)
+    return run_tls (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "CLIENTS"),
+                    sb_bench_parse_uint (argv[4], "FRAMES"), sb_bench_parse_uint (argv[5], "SIZE"));
+  if (g_str_equal (mode, "tls-hold") && argc == 4)
+    return run_tls_hold (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "COUNT"));
   sb_bench_die ("usage", "sb-bench-load tcp PORT CLIENTS FRAMES SIZE | "
                 "udp PORT FRAMES SIZE [--progress FILE --window W] | "
-                "rtt PORT COUNT SIZE | hold PORT COUNT");
+                "rtt PORT COUNT SIZE | hold PORT COUNT | "
+                "tls PORT CLIENTS FRAMES SIZE | tls-hold PORT COUNT");
 }

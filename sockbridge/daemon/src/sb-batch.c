@@ -11,6 +11,7 @@ struct _SbBatch
 {
   GPtrArray *frames;   /* (uaysq) GVariant*, owned */
   gsize      bytes;    /* data only */
+  gint64     taken_us; /* monotonic time of the last take; 0 = never */
 };
 
 SbBatch *
@@ -58,6 +59,14 @@ sb_batch_get_size (SbBatch *self)
   return self->bytes + self->frames->len * SB_BATCH_FRAME_OVERHEAD;
 }
 
+gint64
+sb_batch_get_due (SbBatch *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+
+  return self->taken_us + SB_BATCH_MIN_INTERVAL_US;
+}
+
 GVariant *
 sb_batch_take (SbBatch  *self,
                GVariant *identifier)
@@ -71,5 +80,6 @@ sb_batch_take (SbBatch  *self,
   fields[1] = identifier;
   g_ptr_array_set_size (self->frames, 0);
   self->bytes = 0;
+  self->taken_us = g_get_monotonic_time ();
   return g_variant_new_tuple (fields, G_N_ELEMENTS (fields));
 }

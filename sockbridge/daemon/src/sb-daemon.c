@@ -106,32 +106,70 @@ flush_batch (SbDaemon *self,
         sb_batch_take (batch, sb_server_get_identifier_variant (server)), size);
 }
 
-/* Everything read in one main loop iteration leaves in one signal per
- * server at the start of the next: batching adds no wait for more data. */
+/* A batch that is due leaves at the start of the next main loop
+ * iteration, with everything read in this one; one that is not waits for
+ * its due time. The source sleeps until the earliest due batch, and goes
+ * once every batch is empty. */
 static gboolean
 on_batch_source (gpointer user_data)
 {
   SbDaemon *self = user_data;
+  gint64 now = g_source_get_time (self->batch_source);
+  gint64 next = -1;
   GHashTableIter iter;
-  gpointer server;
+  gpointer server, batch;
 
-  g_clear_pointer (&self->batch_source, g_source_unref);
   g_hash_table_iter_init (&iter, self->batches);
-  while (g_hash_table_iter_next (&iter, &server, NULL))
-    flush_batch (self, server);
-  return G_SOURCE_REMOVE;
+  while (g_hash_table_iter_next (&iter, &server, &batch)) {
+    gint64 due;
+
+    if (sb_batch_is_empty (batch))
+      continue;
+    due = sb_batch_get_due (batch);
+    if (due <= now)
+      flush_batch (self, server);
+    else if (next == -1 || due < next)
+      next = due;
+  }
+  if (next == -1) {
+    g_clear_pointer (&self->batch_source, g_source_unref);
+    return G_SOURCE_REMOVE;
+  }
+  g_source_set_ready_time (self->batch_source, next);
+  return G_SOURCE_CONTINUE;
 }
 
-/* A high priority, so that the batch leaves before any more input is read. */
-static void
-schedule_batches (SbDaemon *self)
+static gboolean
+dispatch_batch_source (GSource     *source,
+                       GSourceFunc  callback,
+                       gpointer     user_data)
 {
-  if (self->batch_source != NULL)
+  return callback (user_data);
+}
+
+/* Ready by its ready time alone. */
+static GSourceFuncs batch_source_funcs = { NULL, NULL, dispatch_batch_source, NULL, NULL, NULL };
+
+/* A high priority, so that a due batch leaves before any more input is
+ * read. */
+static void
+schedule_batches (SbDaemon *self,
+                  SbBatch  *batch)
+{
+  gint64 due = sb_batch_get_due (batch);
+  gint64 ready;
+
+  if (self->batch_source == NULL) {
+    self->batch_source = g_source_new (&batch_source_funcs, sizeof (GSource));
+    g_source_set_priority (self->batch_source, G_PRIORITY_HIGH);
+    g_source_set_callback (self->batch_source, on_batch_source, self, NULL);
+    g_source_set_ready_time (self->batch_source, due);
+    g_source_attach (self->batch_source, NULL);
     return;
-  self->batch_source = g_idle_source_new ();
-  g_source_set_priority (self->batch_source, G_PRIORITY_HIGH);
-  g_source_set_callback (self->batch_source, on_batch_source, self, NULL);
-  g_source_attach (self->batch_source, NULL);
+  }
+  ready = g_source_get_ready_time (self->batch_source);
+  if (ready == -1 || due < ready)
+    g_source_set_ready_time (self->batch_source, due);
 }
 
 static void
@@ -145,7 +183,7 @@ add_to_batch (SbDaemon     *self,
   if (sb_batch_add (batch, client, data, len))
     flush_batch (self, server);
   else
-    schedule_batches (self);
+    schedule_batches (self, batch);
 }
 
 /* ---- status -------------------------------------------------------------- */
