@@ -502,5 +502,5 @@ if __name__ == "__main__":
     )
     options = parser.parse_args()
     options.frames = options.frames or (2000 if options.quick else 3000)
-    options.repeat = options.repeat or (1 if options.quick else 3)
+    options.repeat = options.repeat or 3
     sys.exit(asyncio.run(main(options)))
