@@ -3,8 +3,8 @@
 
 import asyncio
 import json
-import time
 from pathlib import Path
+import time
 from typing import Any
 
 from dbus_fast.errors import DBusError
@@ -157,7 +157,7 @@ async def test_batch_trickle_shares_signals(sb: Client) -> None:
         # Blocking on purpose: asyncio's sleep would leave gaps of a
         # millisecond, longer than the interval; the signals wait in the
         # socket meanwhile.
-        time.sleep(0.0001)
+        time.sleep(0.0001)  # noqa: ASYNC251 - deliberate, see above
     handle = await sb.new_handle(port, mark)
     got = await wait_frames(sb, "trickle", handle, count, mark)
     assert [f[1] for f in got] == [f"t{i}\n".encode() for i in range(count)]
