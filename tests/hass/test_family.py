@@ -336,7 +336,10 @@ async def test_allow_from(hass: HomeAssistant, daemon: Daemon) -> None:
 
     reader, writer = await connect_from("127.0.0.1", server.bound_port)
     writer.write(b"stranger\r\n")
-    assert await read_eof(reader) == b""
+    # Closed at once: an end of stream, or a reset when the daemon closed
+    # with the line unread.
+    with contextlib.suppress(ConnectionResetError):
+        assert await read_eof(reader) == b""
     await tcp_close(writer)
     reader, writer = await connect_from("127.0.0.2", server.bound_port)
     writer.write(b"friend\r\n")
