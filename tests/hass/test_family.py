@@ -239,44 +239,6 @@ async def test_tls_pkcs12_password_stays_secret(
     assert pki.p12_password not in json.dumps(diagnostics)
 
 
-@pytest.mark.parametrize(
-    ("protocol", "advanced", "error", "detail"),
-    [
-        ("tls", {}, "tls_certificate_required", ""),
-        ("tcp", {CONF_TLS_CERTIFICATE: "/ssl/fullchain.pem"}, "tls_only", ""),
-        ("udp", {CONF_TLS_PASSWORD: "secret"}, "tls_only", ""),
-        (
-            "tls",
-            {CONF_TLS_CERTIFICATE: "fullchain.pem"},
-            "tls_path_not_absolute",
-            "fullchain.pem",
-        ),
-        (
-            "tls",
-            {CONF_TLS_CERTIFICATE: "/ssl/fullchain.pem", CONF_TLS_PRIVATE_KEY: "privkey.pem"},
-            "tls_path_not_absolute",
-            "privkey.pem",
-        ),
-    ],
-)
-async def test_tls_form_errors(
-    hass: HomeAssistant,
-    daemon: Daemon,
-    protocol: str,
-    advanced: dict[str, Any],
-    error: str,
-    detail: str,
-) -> None:
-    entry = await setup_daemon_entry(hass, daemon.address)
-    result = await add_server(
-        hass, entry, server_input(0, protocol=protocol, **{SECTION_ADVANCED: advanced})
-    )
-    assert result["type"] == FlowResultType.FORM
-    assert result["errors"] == {SECTION_ADVANCED: error}
-    assert result["description_placeholders"]["detail"] == detail
-    assert entry.subentries == {}
-
-
 async def test_tls_files_the_daemon_refuses(hass: HomeAssistant, daemon: Daemon, pki: Pki) -> None:
     """A missing file, or a key that is no key: the daemon's message, naming the file."""
     entry = await setup_daemon_entry(hass, daemon.address)
@@ -348,26 +310,6 @@ async def test_allow_from(hass: HomeAssistant, daemon: Daemon) -> None:
     assert data_in[0].data["text"] == "friend\r\n"
     assert [(e.data["address"], e.data["status"]) for e in connections] == [("127.0.0.2", "ONLINE")]
     await tcp_close(writer)
-
-
-@pytest.mark.parametrize(
-    ("entries", "error", "detail"),
-    [
-        (["192.168.1.0/24", "192.168.1.1/24"], "invalid_allow_from", "192.168.1.1/24"),
-        (["a host"], "invalid_allow_from", "a host"),
-        ([f"10.0.{i // 256}.{i % 256}" for i in range(257)], "too_many_allow_from", "256"),
-    ],
-)
-async def test_allow_from_errors(
-    hass: HomeAssistant, daemon: Daemon, entries: list[str], error: str, detail: str
-) -> None:
-    entry = await setup_daemon_entry(hass, daemon.address)
-    result = await add_server(
-        hass, entry, server_input(0, **{SECTION_ADVANCED: {CONF_ALLOW_FROM: entries}})
-    )
-    assert result["errors"] == {SECTION_ADVANCED: error}
-    assert result["description_placeholders"]["detail"] == detail
-    assert entry.subentries == {}
 
 
 # --------------------------------------------------------------------------
@@ -522,37 +464,6 @@ async def test_multicast_group(hass: HomeAssistant, daemon: Daemon) -> None:
     assert sender[1] == port
 
 
-@pytest.mark.parametrize(
-    ("protocol", "advanced", "error", "detail"),
-    [
-        ("tcp", {CONF_MULTICAST_GROUPS: [GROUP]}, "multicast_udp_only", ""),
-        ("tls", {CONF_MULTICAST_INTERFACE: "lo"}, "multicast_udp_only", ""),
-        ("udp", {CONF_MULTICAST_GROUPS: ["10.0.0.1"]}, "invalid_multicast_group", "10.0.0.1"),
-        ("udp", {CONF_MULTICAST_GROUPS: ["everyone"]}, "invalid_multicast_group", "everyone"),
-        (
-            "udp",
-            {CONF_MULTICAST_GROUPS: [f"239.0.0.{i}" for i in range(21)]},
-            "too_many_multicast_groups",
-            "20",
-        ),
-    ],
-)
-async def test_multicast_form_errors(
-    hass: HomeAssistant,
-    daemon: Daemon,
-    protocol: str,
-    advanced: dict[str, Any],
-    error: str,
-    detail: str,
-) -> None:
-    entry = await setup_daemon_entry(hass, daemon.address)
-    result = await add_server(
-        hass, entry, server_input(0, protocol=protocol, **{SECTION_ADVANCED: advanced})
-    )
-    assert result["errors"] == {SECTION_ADVANCED: error}
-    assert result["description_placeholders"]["detail"] == detail
-
-
 async def test_multicast_interface_the_daemon_refuses(hass: HomeAssistant, daemon: Daemon) -> None:
     entry = await setup_daemon_entry(hass, daemon.address)
     result = await add_server(
@@ -566,6 +477,72 @@ async def test_multicast_interface_the_daemon_refuses(hass: HomeAssistant, daemo
     )
     assert result["errors"] == {"base": "unknown"}
     assert "nx0" in result["description_placeholders"]["detail"]
+
+
+# --------------------------------------------------------------------------
+# What the form refuses before the daemon is asked
+
+
+@pytest.mark.parametrize(
+    ("protocol", "advanced", "error", "detail"),
+    [
+        ("tls", {}, "tls_certificate_required", ""),
+        ("tcp", {CONF_TLS_CERTIFICATE: "/ssl/fullchain.pem"}, "tls_only", ""),
+        ("udp", {CONF_TLS_PASSWORD: "secret"}, "tls_only", ""),
+        (
+            "tls",
+            {CONF_TLS_CERTIFICATE: "fullchain.pem"},
+            "tls_path_not_absolute",
+            "fullchain.pem",
+        ),
+        (
+            "tls",
+            {CONF_TLS_CERTIFICATE: "/ssl/fullchain.pem", CONF_TLS_PRIVATE_KEY: "privkey.pem"},
+            "tls_path_not_absolute",
+            "privkey.pem",
+        ),
+        (
+            "tcp",
+            {CONF_ALLOW_FROM: ["192.168.1.0/24", "192.168.1.1/24"]},
+            "invalid_allow_from",
+            "192.168.1.1/24",
+        ),
+        ("tcp", {CONF_ALLOW_FROM: ["a host"]}, "invalid_allow_from", "a host"),
+        (
+            "tcp",
+            {CONF_ALLOW_FROM: [f"10.0.{i // 256}.{i % 256}" for i in range(257)]},
+            "too_many_allow_from",
+            "256",
+        ),
+        ("tcp", {CONF_MULTICAST_GROUPS: [GROUP]}, "multicast_udp_only", ""),
+        ("tls", {CONF_MULTICAST_INTERFACE: "lo"}, "multicast_udp_only", ""),
+        ("udp", {CONF_MULTICAST_GROUPS: ["10.0.0.1"]}, "invalid_multicast_group", "10.0.0.1"),
+        ("udp", {CONF_MULTICAST_GROUPS: ["everyone"]}, "invalid_multicast_group", "everyone"),
+        (
+            "udp",
+            {CONF_MULTICAST_GROUPS: [f"239.0.0.{i}" for i in range(21)]},
+            "too_many_multicast_groups",
+            "20",
+        ),
+    ],
+)
+async def test_advanced_form_errors(
+    hass: HomeAssistant,
+    daemon: Daemon,
+    protocol: str,
+    advanced: dict[str, Any],
+    error: str,
+    detail: str,
+) -> None:
+    """Each wrong advanced option: its error on the section, the wrong entry named."""
+    entry = await setup_daemon_entry(hass, daemon.address)
+    result = await add_server(
+        hass, entry, server_input(0, protocol=protocol, **{SECTION_ADVANCED: advanced})
+    )
+    assert result["type"] == FlowResultType.FORM
+    assert result["errors"] == {SECTION_ADVANCED: error}
+    assert result["description_placeholders"]["detail"] == detail
+    assert entry.subentries == {}
 
 
 def test_advanced_defaults_are_the_daemons() -> None:
