@@ -568,6 +568,30 @@ create_server (SbDaemon               *self,
   return server;
 }
 
+/* The end of every CreateServer* method: the server of @config, owned by
+ * @uid, and its bound port as the answer; or the error, which @error
+ * already holds when the arguments gave no @config. */
+static void
+create_and_reply (SbDaemon              *self,
+                  GDBusMethodInvocation *invocation,
+                  SbServerConfig        *config,
+                  guint32                uid,
+                  GError               **error)
+{
+  SbServer *server = NULL;
+
+  if (config != NULL) {
+    config->owner_uid = uid;
+    server = create_server (self, config, invocation, error);
+  }
+  if (server == NULL) {
+    g_dbus_method_invocation_return_gerror (invocation, *error);
+    return;
+  }
+  g_dbus_method_invocation_return_value (invocation,
+                                         g_variant_new ("(q)", sb_server_get_port (server)));
+}
+
 static void
 method_create_server (SbDaemon              *self,
                       GDBusMethodInvocation *invocation,
@@ -580,7 +604,6 @@ method_create_server (SbDaemon              *self,
   const char *delimiter, *identifier;
   guint16 port;
   gboolean use_udp;
-  SbServer *server = NULL;
 
   if (g_variant_n_children (args) == 5)
     g_variant_get (args, "(q&sb&s@a{sv})", &port, &delimiter, &use_udp, &identifier, &options);
@@ -588,16 +611,7 @@ method_create_server (SbDaemon              *self,
     g_variant_get (args, "(q&sb&s)", &port, &delimiter, &use_udp, &identifier);
 
   config = sb_server_config_new_from_args (port, delimiter, use_udp, identifier, options, &error);
-  if (config != NULL) {
-    config->owner_uid = uid;
-    server = create_server (self, config, invocation, &error);
-  }
-  if (error != NULL) {
-    g_dbus_method_invocation_return_gerror (invocation, error);
-    return;
-  }
-  g_dbus_method_invocation_return_value (invocation,
-                                         g_variant_new ("(q)", sb_server_get_port (server)));
+  create_and_reply (self, invocation, config, uid, &error);
 }
 
 static gboolean
@@ -970,19 +984,9 @@ method_create_tls_server (SbDaemon              *self,
 {
   g_autoptr(SbServerConfig) config = NULL;
   g_autoptr(GError) error = NULL;
-  SbServer *server = NULL;
 
   config = config_from_tls_arguments (parameters (invocation), &error);
-  if (config != NULL) {
-    config->owner_uid = uid;
-    server = create_server (self, config, invocation, &error);
-  }
-  if (server == NULL) {
-    g_dbus_method_invocation_return_gerror (invocation, error);
-    return;
-  }
-  g_dbus_method_invocation_return_value (invocation,
-                                         g_variant_new ("(q)", sb_server_get_port (server)));
+  create_and_reply (self, invocation, config, uid, &error);
 }
 
 static gboolean

@@ -113,6 +113,19 @@ peer_key_init (SbPeerKey      *key,
   memcpy (key->address + 12, bytes, 4);
 }
 
+/* ServerSend to a peer and ServerSendTo share the kernel's bound. */
+static gboolean
+check_datagram_size (gsize    len,
+                     GError **error)
+{
+  if (len <= SB_UDP_MAX_DATAGRAM)
+    return TRUE;
+  g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
+               "a UDP datagram holds at most %d bytes, not %" G_GSIZE_FORMAT,
+               SB_UDP_MAX_DATAGRAM, len);
+  return FALSE;
+}
+
 /* ---- peer -------------------------------------------------------------- */
 
 static gboolean
@@ -129,12 +142,8 @@ sb_udp_peer_send (SbClient  *client,
                  "UDP peer %u is closed", sb_client_get_handle (client));
     return FALSE;
   }
-  if (len > SB_UDP_MAX_DATAGRAM) {
-    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
-                 "a UDP datagram holds at most %d bytes, not %" G_GSIZE_FORMAT,
-                 SB_UDP_MAX_DATAGRAM, len);
+  if (!check_datagram_size (len, error))
     return FALSE;
-  }
   if (len > SB_SEND_QUEUE_MAX - self->queued) {
     g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
                  "cannot queue %" G_GSIZE_FORMAT " bytes for UDP peer %u: %" G_GSIZE_FORMAT
@@ -627,12 +636,8 @@ check_send_to_room (SbUdpServer  *self,
                     gsize         len,
                     GError      **error)
 {
-  if (len > SB_UDP_MAX_DATAGRAM) {
-    g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
-                 "a UDP datagram holds at most %d bytes, not %" G_GSIZE_FORMAT,
-                 SB_UDP_MAX_DATAGRAM, len);
+  if (!check_datagram_size (len, error))
     return FALSE;
-  }
   if (len > SB_SEND_QUEUE_MAX - self->queued_to) {
     g_set_error (error, SB_ERROR, SB_ERROR_LIMIT_EXCEEDED,
                  "cannot queue %" G_GSIZE_FORMAT " bytes on port %u/udp: %" G_GSIZE_FORMAT
