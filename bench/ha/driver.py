@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO / "tests" / "hass-instance"))
 
 import smoke  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 START = time.monotonic()
 # UDP frames in flight at most (as bench/run's section 1 paces UDP): 128 of
 # 32 B, but fewer of 1 KiB, or the socket buffer (208 KiB, charged at some
@@ -112,27 +111,27 @@ def log(message: str) -> None:
     print(f"log {message}", flush=True)
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of the whole process, every thread, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def thread_cpu(pid: int) -> dict[str, float]:
-    """utime + stime per thread name (Python 3.14 names the OS threads)."""
+def task_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (Python 3.14 names the OS threads), from
+    the scheduler's nanosecond count: utime and stime come in 10 ms ticks,
+    as coarse as a whole row's cost at some 100 µs a frame."""
     out: dict[str, float] = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/stat") as f:
-                data = f.read()
-        except OSError:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
             continue
-        name = data[data.index("(") + 1 : data.rindex(")")]
-        fields = data[data.rindex(")") + 2 :].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+        out[name] = out.get(name, 0.0) + ns / 1e9
     return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds of the whole process, every live thread (a thread that
+    ends takes its count along; hass's worker threads live on)."""
+    return sum(task_cpu(pid).values())
 
 
 class BenchHass(smoke.Smoke):
@@ -243,7 +242,7 @@ class Driver:
         progress = self.tmp / "progress" if source == "udp" else None
         await self.counter("POST", "reset", progress=str(progress) if progress else None)
         hass0, daemon0 = cpu_s(self.hass_pid), cpu_s(self.daemon_pid)
-        threads0 = thread_cpu(self.hass_pid)
+        threads0 = task_cpu(self.hass_pid)
         load = str(self.args.load)
         if source == "tcp":
             argv = [load, "tcp", str(port), str(clients), str(frames), str(size)]
@@ -260,7 +259,7 @@ class Driver:
         # The recorder's catch-up belongs to the frames' cost.
         settled = await self.counter("POST", "settle", timeout_s=600)
         hass1, daemon1 = cpu_s(self.hass_pid), cpu_s(self.daemon_pid)
-        threads1 = thread_cpu(self.hass_pid)
+        threads1 = task_cpu(self.hass_pid)
         n = counts["count"]
         span = (counts["last_ns"] - counts["first_ns"]) / 1e9
         writes = sum(settled["states"].values())
@@ -272,7 +271,12 @@ class Driver:
             "frames": frames,
             "count": n,
             "rate": (n - 1) / span if n > 1 and span > 0 else None,
-            "cpu_us": (hass1 - hass0) / n * 1e6 if n else None,
+            # A full collection that still comes within the row is the
+            # heap's, not the row's (bench_counter's reset): left out, and
+            # counted.
+            "cpu_us": (hass1 - hass0 - settled["full_gc_s"]) / n * 1e6 if n else None,
+            "full_gcs": settled["full_gcs"],
+            "young_gcs": settled["young_gcs"] / n * 1000 if n else None,
             "daemon_cpu_us": (daemon1 - daemon0) / n * 1e6 if n and side == "integration" else None,
             "state_writes": writes / n if n else None,
             "settle_s": settled["settle_s"],
@@ -287,7 +291,9 @@ class Driver:
             f"{side}, {source} {clients if source == 'tcp' else ''} {size} B: {n}/{frames} frames, "
             f"{rate:,.0f} frames/s, hass {row['cpu_us'] or 0:.0f} µs/frame, "
             f"{row['state_writes'] or 0:.2f} state writes/frame, recorder settled in "
-            f"{settled['settle_s']:.1f} s"
+            f"{settled['settle_s']:.1f} s, {row['young_gcs'] or 0:.1f} young collections per "
+            f"1000 frames, {row['full_gcs']} full ones ({settled['full_gc_s'] * 1000:.0f} ms, "
+            "left out)"
         )
         return row
 
@@ -307,8 +313,11 @@ class Driver:
     async def throughput(self) -> None:
         for rep in range(self.args.repeat):
             for source, clients, size in self.matrix():
-                # Listener then integration, row by row: drifts touch both.
-                for side in ("listener", "integration"):
+                # Both sides row by row, their order swapped every run
+                # (ABBA): drifts and the previous row's after-effects
+                # touch both alike.
+                sides = ("listener", "integration")
+                for side in sides if rep % 2 == 0 else sides[::-1]:
                     try:
                         row = await self.row(side, source, clients, size)
                     except (AssertionError, TimeoutError, aiohttp.ClientError) as e:
@@ -359,54 +368,64 @@ class Driver:
 
     # -- round trips
 
-    async def rtt(self, port: int, count: int) -> dict[str, float]:
+    async def rtt(self, ports: list[int], count: int, block: int) -> list[dict[str, float]]:
+        """Round trips to each port in turn, BLOCK at a time, COUNT each: one
+        report per port."""
         proc = await asyncio.create_subprocess_exec(
             str(self.args.load),
             "rtt",
-            str(port),
+            ",".join(map(str, ports)),
             str(count),
             "32",
+            str(block),
             stdout=asyncio.subprocess.PIPE,
             stderr=(self.tmp / "load.log").open("ab"),
         )
         self.loads.append(proc)
         try:
-            async with asyncio.timeout(count / 20 + 60):
+            async with asyncio.timeout(count * len(ports) / 20 + 60):
                 out, _ = await proc.communicate()
         finally:
             if proc.returncode is None:
                 await smoke.stop(proc, 5)
             self.loads.remove(proc)
         assert proc.returncode == 0, f"sb-bench-load rtt exited with {proc.returncode}"
-        return {k: float(v) for k, v in (i.split("=", 1) for i in out.decode().split())}
+        reports = [
+            {k: float(v) for k, v in (i.split("=", 1) for i in line.split())}
+            for line in out.decode().splitlines()
+        ]
+        assert len(reports) == len(ports), f"sb-bench-load rtt printed {out!r}"
+        return reports
 
     async def round_trips(self) -> None:
-        count = 200 if self.args.quick else 1000
-        for side in ("listener", "integration"):
-            automation = AUTOMATION_IDS[side]
-            port = self.ports[f"{side}-tcp"]
+        """Both automations on, and the three paths taken in turn, a block of
+        round trips each: a recorder commit or a collection in hass lands on
+        all of them alike, and each path runs as when it alone is used."""
+        count, block = (500, 50) if self.args.quick else (2000, 100)
+        paths = [
+            ("listener", "automation", self.ports["listener-tcp"]),
+            ("integration", "automation", self.ports["integration-tcp"]),
+            ("listener", "direct", self.ports["listener-direct"]),
+        ]
+        for automation in AUTOMATION_IDS.values():
             await self.hass.api(
                 "POST", "/api/services/automation/turn_on", {"entity_id": automation}
             )
-            try:
-                await self.rtt(port, 50)  # warm-up, not counted
-                r = await self.rtt(port, count)
-            except (AssertionError, TimeoutError) as e:
-                # The other round trips still run.
-                self.result["errors"].append(f"{side}, automation round trip: {e!r}")
-                log(f"{side}, automation: FAILED: {e!r}")
-                continue
-            finally:
+        try:
+            reports = await self.rtt([port for _, _, port in paths], count, block)
+        except (AssertionError, TimeoutError) as e:
+            self.result["errors"].append(f"round trips: {e!r}")
+            log(f"round trips: FAILED: {e!r}")
+            return
+        finally:
+            for automation in AUTOMATION_IDS.values():
                 await self.hass.api(
                     "POST", "/api/services/automation/turn_off", {"entity_id": automation}
                 )
-            self.result["rtts"].append({"side": side, "path": "automation", **r})
-            log(f"{side}, automation: p50 {r['p50_us']:.0f} µs, p99 {r['p99_us']:.0f} µs")
-        port = self.ports["listener-direct"]
-        await self.rtt(port, 50)
-        r = await self.rtt(port, count)
-        self.result["rtts"].append({"side": "listener", "path": "direct", **r})
-        log(f"listener, direct: p50 {r['p50_us']:.0f} µs, p99 {r['p99_us']:.0f} µs")
+        for (side, path, _), r in zip(paths, reports, strict=True):
+            r.pop("port", None)
+            self.result["rtts"].append({"side": side, "path": path, **r})
+            log(f"{side}, {path}: p50 {r['p50_us']:.0f} µs, p99 {r['p99_us']:.0f} µs")
 
     # -- profile
 
@@ -502,8 +521,7 @@ if __name__ == "__main__":
     )
     options = parser.parse_args()
     options.frames = options.frames or (2000 if options.quick else 3000)
-    # Five in the full run: both sides swing several-fold from run to run
-    # (where the recorder's commits land), and the verdict takes the median
-    # of the runs' ratios.
-    options.repeat = options.repeat or (3 if options.quick else 5)
+    # Several runs: a row lasts a tenth of a second, the host's scheduling
+    # shows through, and the verdict takes the median of the runs' ratios.
+    options.repeat = options.repeat or (5 if options.quick else 7)
     sys.exit(asyncio.run(main(options)))
