@@ -9,9 +9,11 @@
  *       one datagram per frame from one socket; with --progress, keeps at
  *       most W frames ahead of the count a subscriber writes to FILE, so
  *       the daemon's socket buffer does not overflow and drop datagrams.
- *   sb-bench-load rtt PORT COUNT SIZE
- *       one connection: COUNT times, send a frame and wait for it to come
- *       back; prints the round trip's percentiles.
+ *   sb-bench-load rtt PORT[,PORT...] COUNT SIZE [BLOCK]
+ *       one connection per port: COUNT times, send a frame and wait for it
+ *       to come back, BLOCK (1) round trips on a port before the next
+ *       port; prints the round trip's percentiles, with several ports a
+ *       line per port ("port=P …").
  *   sb-bench-load hold PORT COUNT
  *       opens COUNT connections, reports how long that took, then answers
  *       "check" lines on stdin with how many are still open.
@@ -58,6 +60,12 @@ typedef struct
   guint64 left;     /* bytes still to write */
   gsize   offset;   /* position in the block */
 } Writer;
+
+static guint16
+parse_port (const char *text)
+{
+  return (guint16) CLAMP (sb_bench_parse_uint (text, "PORT"), 1, G_MAXUINT16);
+}
 
 static struct sockaddr_in
 loopback (guint16 port)
@@ -241,32 +249,62 @@ read_exactly (int     fd,
 }
 
 
+/* One frame out and back on fd: how long it took, in nanoseconds. */
+static gint64
+round_trip (int           fd,
+            const guint8 *frame,
+            guint8       *echo,
+            gsize         size)
+{
+  gint64 t0 = sb_bench_now_ns ();
+
+  if (write (fd, frame, size) != (gssize) size)
+    sb_bench_die ("rtt write", g_strerror (errno));
+  read_exactly (fd, echo, size);
+  return sb_bench_now_ns () - t0;
+}
+
 /* The first rounds warm the path up (allocations, caches) and are not
- * counted. */
+ * counted. With several ports, one connection to each, taken in turn BLOCK
+ * round trips at a time: whatever moves the machine meanwhile moves all of
+ * them alike, while each path runs in its own steady state, as when one
+ * device talks to it alone. */
 static int
-run_rtt (guint16 port,
-         guint   count,
-         gsize   size)
+run_rtt (const char *ports_text,
+         guint       count,
+         gsize       size,
+         guint       block)
 {
   const guint warmup = 20;
+  g_auto (GStrv) ports = g_strsplit (ports_text, ",", -1);
+  guint n_ports = g_strv_length (ports);
   g_autofree guint8 *frame = sb_bench_make_frame (size);
   g_autofree guint8 *echo = g_malloc (size);
-  g_autofree gint64 *samples = g_new (gint64, MAX (count, 1));
-  int fd = connect_tcp (port);
+  g_autofree int *fds = g_new (int, MAX (n_ports, 1));
+  g_autofree gint64 *samples = g_new (gint64, (gsize) MAX (count, 1) * MAX (n_ports, 1));
 
-  for (guint i = 0; i < warmup + count; i++) {
-    gint64 t0 = sb_bench_now_ns ();
-
-    if (write (fd, frame, size) != (gssize) size)
-      sb_bench_die ("rtt write", g_strerror (errno));
-    read_exactly (fd, echo, size);
-    if (i >= warmup)
-      samples[i - warmup] = sb_bench_now_ns () - t0;
+  if (n_ports == 0)
+    sb_bench_die ("rtt", "no PORT");
+  block = CLAMP (block, 1, MAX (count, 1));
+  for (guint p = 0; p < n_ports; p++)
+    fds[p] = connect_tcp (parse_port (ports[p]));
+  for (guint p = 0; p < n_ports; p++)
+    for (guint i = 0; i < warmup; i++)
+      round_trip (fds[p], frame, echo, size);
+  for (guint first = 0; first < count; first += block) {
+    for (guint p = 0; p < n_ports; p++) {
+      for (guint i = first; i < MIN (first + block, count); i++)
+        samples[(gsize) p * count + i] = round_trip (fds[p], frame, echo, size);
+    }
   }
-  if (count > 0)
-    sb_bench_print_rtt (samples, count);
+  for (guint p = 0; p < n_ports && count > 0; p++) {
+    if (n_ports > 1)
+      printf ("port=%s ", ports[p]);
+    sb_bench_print_rtt (samples + (gsize) p * count, count);
+  }
   fflush (stdout);
-  close (fd);
+  for (guint p = 0; p < n_ports; p++)
+    close (fds[p]);
   return 0;
 }
 
@@ -537,12 +575,6 @@ run_tls_hold (guint16 port,
   return 0;
 }
 
-static guint16
-parse_port (const char *text)
-{
-  return (guint16) CLAMP (sb_bench_parse_uint (text, "PORT"), 1, G_MAXUINT16);
-}
-
 int
 main (int   argc,
       char *argv[])
@@ -560,9 +592,10 @@ main (int   argc,
     return run_udp (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "FRAMES"),
                     sb_bench_parse_uint (argv[4], "SIZE"), argv[6],
                     sb_bench_parse_uint (argv[8], "W"));
-  if (g_str_equal (mode, "rtt") && argc == 5)
-    return run_rtt (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "COUNT"),
-                    sb_bench_parse_uint (argv[4], "SIZE"));
+  if (g_str_equal (mode, "rtt") && (argc == 5 || argc == 6))
+    return run_rtt (argv[2], sb_bench_parse_uint (argv[3], "COUNT"),
+                    sb_bench_parse_uint (argv[4], "SIZE"),
+                    argc == 6 ? sb_bench_parse_uint (argv[5], "BLOCK") : 1);
   if (g_str_equal (mode, "hold") && argc == 4)
     return run_hold (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "COUNT"));
   if (g_str_equal (mode, "tls") && argc == 6)
@@ -572,6 +605,6 @@ main (int   argc,
     return run_tls_hold (parse_port (argv[2]), sb_bench_parse_uint (argv[3], "COUNT"));
   sb_bench_die ("usage", "sb-bench-load tcp PORT CLIENTS FRAMES SIZE | "
                 "udp PORT FRAMES SIZE [--progress FILE --window W] | "
-                "rtt PORT COUNT SIZE | hold PORT COUNT | "
+                "rtt PORT[,PORT...] COUNT SIZE [BLOCK] | hold PORT COUNT | "
                 "tls PORT CLIENTS FRAMES SIZE | tls-hold PORT COUNT");
 }
