@@ -7,11 +7,13 @@
 
 G_BEGIN_DECLS
 
-/* A batch never grows past these before it is taken: one signal stays a
- * size that every subscriber reads in one go, and a burst on one server
- * cannot hold the others' signals back. */
-#define SB_BATCH_MAX_FRAMES 256
-#define SB_BATCH_MAX_BYTES  (64 * 1024)
+/* A batch never grows past these before it is taken: a burst on one
+ * server cannot hold the others' signals back, and the signal stays well
+ * under the bus's message limits. Not smaller: a Python subscriber (Home
+ * Assistant) pays per signal, and with 256 frames a burst of small frames
+ * took eight times as many (bench/run, section 7). */
+#define SB_BATCH_MAX_FRAMES 4096
+#define SB_BATCH_MAX_BYTES  (256 * 1024)
 
 /* A batch leaves no sooner than this after the server's previous one.
  * Frames that trickle in faster than a subscriber takes signals (one

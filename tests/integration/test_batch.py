@@ -24,8 +24,8 @@ from sbharness import (
     data_in,
 )
 
-MAX_FRAMES = 256
-MAX_BYTES = 64 * 1024
+MAX_FRAMES = 4096
+MAX_BYTES = 256 * 1024
 
 Frame = tuple[int, bytes, str, int]
 
@@ -91,19 +91,20 @@ async def test_batch_bounds(sb: Client) -> None:
     port = await start_server(sb, "bounds", options={"max-message-bytes": 100_000})
     client = await connect_tcp(sb, port)
     mark = sb.rec.mark()
-    small = [f"{i:05}\n".encode() for i in range(1000)]
+    # More small frames than a batch holds, then more bytes than it holds.
+    small = [f"{i:05}\n".encode() for i in range(MAX_FRAMES + 1000)]
     await client.send(b"".join(small))
-    assert [f[1] for f in await wait_frames(sb, "bounds", client.handle, 1000, mark)] == small
+    assert [f[1] for f in await wait_frames(sb, "bounds", client.handle, len(small), mark)] == small
 
-    big = [bytes([65 + i]) * 39_999 + b"\n" for i in range(5)]
+    big = [bytes([65 + i]) * 39_999 + b"\n" for i in range(8)]
     mark2 = sb.rec.mark()
     await client.send(b"".join(big))
-    assert [f[1] for f in await wait_frames(sb, "bounds", client.handle, 5, mark2)] == big
+    assert [f[1] for f in await wait_frames(sb, "bounds", client.handle, 8, mark2)] == big
 
     for s in batches(sb, "bounds", mark):
         sizes = [len(f[1]) for f in s.body[0]]
         assert 1 <= len(sizes) <= MAX_FRAMES
-        # Full at 64 KiB: only the frame that filled it may pass the bound.
+        # Full at 256 KiB: only the frame that filled it may pass the bound.
         assert sum(sizes) - sizes[-1] < MAX_BYTES
     await client.close()
 
