@@ -241,8 +241,9 @@ class Driver:
         port = self.ports[f"{side}-{source}"]
         progress = self.tmp / "progress" if source == "udp" else None
         await self.counter("POST", "reset", progress=str(progress) if progress else None)
-        hass0, daemon0 = cpu_s(self.hass_pid), cpu_s(self.daemon_pid)
+        # One read of hass's threads: the process's CPU is their sum.
         threads0 = task_cpu(self.hass_pid)
+        hass0, daemon0 = sum(threads0.values()), cpu_s(self.daemon_pid)
         load = str(self.args.load)
         if source == "tcp":
             argv = [load, "tcp", str(port), str(clients), str(frames), str(size)]
@@ -258,8 +259,8 @@ class Driver:
         await self.stop_load(proc)
         # The recorder's catch-up belongs to the frames' cost.
         settled = await self.counter("POST", "settle", timeout_s=600)
-        hass1, daemon1 = cpu_s(self.hass_pid), cpu_s(self.daemon_pid)
         threads1 = task_cpu(self.hass_pid)
+        hass1, daemon1 = sum(threads1.values()), cpu_s(self.daemon_pid)
         n = counts["count"]
         span = (counts["last_ns"] - counts["first_ns"]) / 1e9
         writes = sum(settled["states"].values())
