@@ -278,6 +278,13 @@ class Driver:
             "cpu_us": (hass1 - hass0 - settled["full_gc_s"]) / n * 1e6 if n else None,
             "full_gcs": settled["full_gcs"],
             "young_gcs": settled["young_gcs"] / n * 1000 if n else None,
+            # The event loop's CPU alone, and its stalls while the frames
+            # came (bench_counter.STALL_NS).
+            "loop_cpu_us": (threads1.get("python", 0.0) - threads0.get("python", 0.0)) / n * 1e6
+            if n
+            else None,
+            "stalls": counts["stalls"],
+            "stall_ms": counts["stall_ms"],
             "daemon_cpu_us": (daemon1 - daemon0) / n * 1e6 if n and side == "integration" else None,
             "state_writes": writes / n if n else None,
             "settle_s": settled["settle_s"],
@@ -294,7 +301,8 @@ class Driver:
             f"{row['state_writes'] or 0:.2f} state writes/frame, recorder settled in "
             f"{settled['settle_s']:.1f} s, {row['young_gcs'] or 0:.1f} young collections per "
             f"1000 frames, {row['full_gcs']} full ones ({settled['full_gc_s'] * 1000:.0f} ms, "
-            "left out)"
+            f"left out), loop {row['loop_cpu_us'] or 0:.1f} µs/frame, {row['stalls']} stalls "
+            f"({row['stall_ms']:.0f} ms)"
         )
         return row
 
@@ -414,6 +422,7 @@ class Driver:
             )
         try:
             reports = await self.rtt([port for _, _, port in paths], count, block)
+            await self.probe_round_trips(paths[:2], count // 4, block)
         except (AssertionError, TimeoutError) as e:
             self.result["errors"].append(f"round trips: {e!r}")
             log(f"round trips: FAILED: {e!r}")
@@ -427,6 +436,19 @@ class Driver:
             r.pop("port", None)
             self.result["rtts"].append({"side": side, "path": path, **r})
             log(f"{side}, {path}: p50 {r['p50_us']:.0f} µs, p99 {r['p99_us']:.0f} µs")
+
+    async def probe_round_trips(
+        self, paths: list[tuple[str, str, int]], count: int, block: int
+    ) -> None:
+        """Round trips of their own with bench_counter's probe in: the median
+        of each stage inside Home Assistant."""
+        await self.counter("POST", "probe", action="start")
+        try:
+            await self.rtt([port for _, _, port in paths], count, block)
+        finally:
+            stages = await self.counter("POST", "probe", action="stop")
+        self.result["rtt_stages"] = stages
+        log(f"round trip stages (median µs): {stages}")
 
     # -- profile
 

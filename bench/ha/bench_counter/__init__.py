@@ -17,17 +17,22 @@ only, never installed):
     POST /api/bench_counter/profile  {"action": "start"} or {"action": "stop",
                                      "frames": N}: cProfile of the event
                                      loop's thread; stop answers the summary
+    POST /api/bench_counter/probe    {"action": "start"} or {"action": "stop"}:
+                                     timestamps of the round trips' stages
+                                     (Probe); stop answers their medians
 """
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
+from dataclasses import dataclass
 import gc
 import io
 import mmap
 import os
 import pstats
+import statistics
 import struct
 import threading
 import time
@@ -42,6 +47,13 @@ from homeassistant.helpers.typing import ConfigType
 
 DOMAIN = "bench_counter"
 EVENT_DATA_IN = "sockbridge_data_in"
+# Two events further apart than this: the event loop delivered nothing
+# for a while (a frame takes some 10 µs, a turn of the recorder's thread
+# at the GIL 5 ms).
+STALL_NS = 1_000_000
+# Round trips whose stages span more than this are a block's last and the
+# next block's first, the other paths' blocks between them.
+PROBE_MAX_NS = 50_000_000
 
 
 class Counter:
@@ -64,6 +76,10 @@ class Counter:
         self.full_gc_s = 0.0
         self.young_gcs = 0
         self._gc_started: dict[int, float] = {}
+        # Gaps of at least STALL_NS between events: how many, how long.
+        self.stalls = 0
+        self.stall_ns = 0
+        self.probe: Probe | None = None
 
     def reset(self, progress: str | None) -> None:
         """Counts to zero; which entities are the integration's, now.
@@ -77,6 +93,7 @@ class Counter:
         """
         gc.collect()
         self.count = self.first_ns = self.last_ns = 0
+        self.stalls = self.stall_ns = 0
         self.full_gcs = self.young_gcs = 0
         self.full_gc_s = 0.0
         registry = er.async_get(self.hass)
@@ -107,6 +124,9 @@ class Counter:
         now = time.monotonic_ns()
         if not self.count:
             self.first_ns = now
+        elif now - self.last_ns >= STALL_NS:
+            self.stalls += 1
+            self.stall_ns += now - self.last_ns
         self.last_ns = now
         self.count += 1
         if self.progress is not None:
@@ -144,6 +164,8 @@ class Counter:
             "full_gcs": self.full_gcs,
             "full_gc_s": self.full_gc_s,
             "young_gcs": self.young_gcs,
+            "stalls": self.stalls,
+            "stall_ms": self.stall_ns / 1e6,
         }
 
     async def wait(self, count: int, idle: float, timeout: float) -> None:
@@ -194,6 +216,127 @@ class Counter:
         lines += ["", "The integration's functions by cumulative time:"]
         lines += format_entries(ours[:15], frames)
         return "\n".join(lines)
+
+
+class Probe:
+    """Where a round trip's time goes, inside Home Assistant.
+
+    Wraps, for as long as it is installed, the methods that mark a round
+    trip's stages: bench_listener's fire (a frame read) and send (the answer
+    written); the integration's clients' _on_daemon_signal (a frame's signal
+    taken) and server_send (the answer's D-Bus call made, and its reply
+    back). One timestamp each, a microsecond or so: installed only for
+    round trips of their own, never for the measured ones.
+    """
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        """Installed."""
+        self.marks: list[tuple[str, int]] = []
+        self._undo: list[tuple[Any, str]] = []
+        if (listener := hass.data.get("bench_listener")) is not None:
+            self._wrap(listener, "fire", "read")
+            self._wrap(listener, "send", "write")
+        for entry in hass.config_entries.async_loaded_entries("sockbridge"):
+            for server in entry.runtime_data.servers.values():
+                if server.client is not None:
+                    self._wrap_client(server.client)
+
+    def _mark(self, stage: str) -> None:
+        self.marks.append((stage, time.monotonic_ns()))
+
+    def _wrap(self, obj: Any, name: str, stage: str) -> None:
+        method = getattr(obj, name)
+
+        def wrapper(*args: Any) -> Any:
+            self._mark(stage)
+            return method(*args)
+
+        setattr(obj, name, wrapper)
+        self._undo.append((obj, name))
+
+    def _wrap_client(self, client: Any) -> None:
+        on_signal = client._on_daemon_signal
+        server_send = client.server_send
+
+        def signal(member: str, body: list[Any]) -> None:
+            if member.startswith("ServerDataIn"):
+                self._mark("signal")
+            on_signal(member, body)
+
+        async def send(handle: int, data: bytes) -> None:
+            self._mark("call")
+            try:
+                await server_send(handle, data)
+            finally:
+                self._mark("reply")
+
+        client._on_daemon_signal = signal
+        client.server_send = send
+        self._undo += [(client, "_on_daemon_signal"), (client, "server_send")]
+
+    def remove(self) -> dict[str, float | None]:
+        """Uninstalled; the stages' medians in µs."""
+        for obj, name in self._undo:
+            delattr(obj, name)
+        self._undo.clear()
+        listener = answered(self.marks, "read", "write")
+        ours = answered(self.marks, "signal", "call", "reply")
+        return {
+            "listener_n": len(listener),
+            "integration_n": len(ours),
+            "read_write_us": median_us([t.answer - t.frame_in for t in listener]),
+            "write_read_us": median_us([t.next_in - t.answer for t in listener]),
+            "signal_call_us": median_us([t.answer - t.frame_in for t in ours]),
+            "call_signal_us": median_us([t.next_in - t.answer for t in ours]),
+            "call_reply_us": median_us([t.reply - t.answer for t in ours if t.reply is not None]),
+        }
+
+
+@dataclass(slots=True)
+class Trip:
+    """One round trip's marks (ns)."""
+
+    frame_in: int
+    answer: int
+    next_in: int = 0
+    reply: int | None = None
+
+
+def answered(
+    marks: list[tuple[str, int]], frame_in: str, answer: str, reply: str | None = None
+) -> list[Trip]:
+    """A Trip per answer.
+
+    The frame in is the last one before the answer (each round trip waits
+    for the previous one), the next frame in the first one after it. The
+    reply may come after the next frame: it is taken wherever it comes.
+    Round trips longer than PROBE_MAX_NS are left out.
+    """
+    trips: list[Trip] = []
+    last_in: int | None = None
+    open_trip: Trip | None = None
+    awaiting: Trip | None = None
+    for stage, ns in marks:
+        if stage == frame_in:
+            if open_trip is not None:
+                open_trip.next_in = ns
+                if ns - open_trip.frame_in <= PROBE_MAX_NS:
+                    trips.append(open_trip)
+                open_trip = None
+            last_in = ns
+        elif stage == answer and last_in is not None:
+            open_trip = Trip(last_in, ns)
+            awaiting = open_trip if reply is not None else None
+            last_in = None
+        elif stage == reply and awaiting is not None:
+            awaiting.reply = ns
+            awaiting = None
+    return trips
+
+
+def median_us(spans: list[int]) -> float | None:
+    """The median of spans in ns, in µs."""
+    return statistics.median(spans) / 1000 if spans else None
 
 
 def format_entries(entries: list[Any], frames: int) -> list[str]:
@@ -247,6 +390,14 @@ class CounterView(HomeAssistantView):
         if action == "settle":
             took = await counter.settle()
             return self.json({**counter.snapshot(), "settle_s": took})
+        if action == "probe":
+            if body["action"] == "start":
+                counter.probe = Probe(counter.hass)
+                return self.json({})
+            assert counter.probe is not None
+            stages = counter.probe.remove()
+            counter.probe = None
+            return self.json(stages)
         if action == "profile":
             if body["action"] == "start":
                 counter.profile = cProfile.Profile()

@@ -173,6 +173,8 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     conf = config[DOMAIN]
     listener = Listener(hass)
     await listener.start(conf["tcp_port"], conf["udp_port"], conf["direct_port"])
+    # For bench_counter's probe.
+    hass.data[DOMAIN] = listener
     hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, listener.stop)
 
     async def send(call: ServiceCall) -> None:
