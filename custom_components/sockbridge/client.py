@@ -340,6 +340,11 @@ class DataIn:
         return self.data.hex()
 
 
+# One frame of ServerDataInBatch as dbus-fast unmarshals its (uaysq):
+# [handle, data, address, remote_port].
+type BatchFrame = list[Any]
+
+
 @dataclass(slots=True)
 class SignalHandlers:
     """What to call for the daemon's signals; each is called on the loop."""
@@ -349,6 +354,11 @@ class SignalHandlers:
     # Once per frame, in the order the daemon read them, whether the frame
     # came as ServerDataIn or in a ServerDataInBatch.
     data_in: Callable[[DataIn], None] | None = None
+    # Instead of data_in for a ServerDataInBatch: once per signal, with its
+    # frames as dbus-fast gives them ([handle, data, address, remote_port]
+    # each, in order) and the identifier. For a subscriber that pays per
+    # frame (Home Assistant's event loop): no DataIn made per frame.
+    data_in_batch: Callable[[list[BatchFrame], str], None] | None = None
     # The daemon's unique bus name when it (re)appears, None when it left.
     daemon_owner: Callable[[str | None], None] | None = None
     # The bus connection was lost (never called after close()).
@@ -663,7 +673,10 @@ class SockbridgeClient:
     def _on_daemon_signal(self, member: str, body: list[Any]) -> None:
         handlers = self._handlers
         data_in = handlers.data_in
-        if member == "ServerDataInBatch" and data_in is not None:
+        if member == "ServerDataInBatch" and handlers.data_in_batch is not None:
+            frames, identifier = body
+            handlers.data_in_batch(frames, identifier)
+        elif member == "ServerDataInBatch" and data_in is not None:
             frames, identifier = body
             for handle, data, address, remote_port in frames:
                 data_in(DataIn(handle, bytes(data), address, remote_port, identifier))
@@ -687,7 +700,7 @@ def _signal_matches(handlers: SignalHandlers, identifier: str | None) -> list[st
         "ServerStatusChanged": handlers.server_status,
         "ServerConnectionStatusChanged": handlers.connection_status,
         "ServerDataIn": handlers.data_in,
-        "ServerDataInBatch": handlers.data_in,
+        "ServerDataInBatch": handlers.data_in_batch or handlers.data_in,
     }
     rules = []
     for member, handler in wanted.items():

@@ -391,6 +391,39 @@ async def test_signals_batch(sb: SockbridgeClient) -> None:
         await tcp_close(writer)
 
 
+async def test_signals_batch_whole(sb: SockbridgeClient) -> None:
+    """With data_in_batch, each ServerDataInBatch comes whole, once, its frames in order.
+
+    The subscriber has no data_in: the batch handler alone subscribes it to
+    the batches, and no frame is handed over one by one.
+    """
+    batches: list[tuple[list[Any], str]] = []
+    arrived = asyncio.Event()
+
+    def take(frames: list[Any], identifier: str) -> None:
+        batches.append((frames, identifier))
+        arrived.set()
+
+    await sb.subscribe(SignalHandlers(data_in_batch=take), "w")
+    port = await sb.create_server(ServerSettings(0, delimiter=b"\n", identifier="w", batch=True))
+    _reader, writer = await tcp_connect(port)
+    lines = [f"{i}\n".encode() for i in range(500)]
+    writer.write(b"".join(lines))
+    await writer.drain()
+    async with asyncio.timeout(bound(EVENT_TIMEOUT)):
+        while sum(len(frames) for frames, _ in batches) < len(lines):
+            arrived.clear()
+            await arrived.wait()
+    frames = [frame for batch, _ in batches for frame in batch]
+    assert [bytes(f[1]) for f in frames] == lines
+    assert {(f[0], f[2], f[3]) for f in frames} == {
+        (frames[0][0], "127.0.0.1", writer.get_extra_info("sockname")[1])
+    }
+    assert {identifier for _, identifier in batches} == {"w"}
+    assert len(batches) < len(lines)
+    await tcp_close(writer)
+
+
 def signal_counter(into: list[tuple[str, str]]) -> Callable[[Message], None]:
     """A message handler that notes each signal of the daemon: member, last argument."""
 
