@@ -422,20 +422,20 @@ class Driver:
             )
         try:
             reports = await self.rtt([port for _, _, port in paths], count, block)
+            # Kept before the probe's round trips, which may fail on their own.
+            for (side, path, _), r in zip(paths, reports, strict=True):
+                r.pop("port", None)
+                self.result["rtts"].append({"side": side, "path": path, **r})
+                log(f"{side}, {path}: p50 {r['p50_us']:.0f} µs, p99 {r['p99_us']:.0f} µs")
             await self.probe_round_trips(paths[:2], count // 4, block)
         except (AssertionError, TimeoutError) as e:
             self.result["errors"].append(f"round trips: {e!r}")
             log(f"round trips: FAILED: {e!r}")
-            return
         finally:
             for automation in AUTOMATION_IDS.values():
                 await self.hass.api(
                     "POST", "/api/services/automation/turn_off", {"entity_id": automation}
                 )
-        for (side, path, _), r in zip(paths, reports, strict=True):
-            r.pop("port", None)
-            self.result["rtts"].append({"side": side, "path": path, **r})
-            log(f"{side}, {path}: p50 {r['p50_us']:.0f} µs, p99 {r['p99_us']:.0f} µs")
 
     async def probe_round_trips(
         self, paths: list[tuple[str, str, int]], count: int, block: int
