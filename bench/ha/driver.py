@@ -2,7 +2,7 @@
 """bench/run's section ha, inside the forky root with the hass venv's Python.
 
     python driver.py --daemon SOCKBRIDGED --load SB_BENCH_LOAD [--quick] [--frames N]
-                     [--repeat N] [--profile]
+                     [--repeat N] [--profile] [--rows ROWS] [--unrecorded]
 
 Starts a private bus, sockbridged on it and a real Home Assistant with the
 recorder on, the sockbridge integration, bench_listener (the in-process
@@ -10,7 +10,9 @@ baseline) and bench_counter (the meter) from beside this file, through
 tests/hass-instance/smoke.py's steps (onboarding, http/config/promote, the
 config flow, server subentries). Then measures frames into the event bus,
 Home Assistant's CPU per frame until the recorder committed them, state
-writes per frame, and round trips through automations. Prints "log …" lines
+writes per frame, and round trips through automations. With --unrecorded,
+the throughput rows alone, with sockbridge_data_in excluded from the recorder
+as docs/HOME-ASSISTANT.md advises for high frame rates. Prints "log …" lines
 as it goes and one "result {json}" line at the end; bench/run reads them.
 Every wait is bounded; everything started is stopped by its process, also
 on failure or SIGTERM.
@@ -55,7 +57,7 @@ api:
 config:
 onboarding:
 websocket_api:
-recorder:
+recorder:{recorder}
 automation: !include automations.yaml
 bench_counter:
 bench_listener:
@@ -65,6 +67,13 @@ bench_listener:
 logger:
   default: warning
 """
+
+# --unrecorded: what a user who needs no history of the frames writes (the
+# event still fires on the bus for every frame).
+RECORDER_EXCLUDE = """
+  exclude:
+    event_types:
+      - sockbridge_data_in"""
 
 # Turned on only for the round trips: otherwise every throughput frame
 # would run them.
@@ -137,8 +146,9 @@ def cpu_s(pid: int) -> float:
 class BenchHass(smoke.Smoke):
     """smoke.py's instance, configured for the benchmark."""
 
-    def __init__(self, daemon: Path, tmp: Path) -> None:
+    def __init__(self, daemon: Path, tmp: Path, *, unrecorded: bool) -> None:
         super().__init__(daemon, tmp)
+        self.unrecorded = unrecorded
         self.daemon_options = ["--no-state"]
         self.ports = {k: smoke.free_port() for k in ("tcp", "udp", "direct")}
 
@@ -147,17 +157,23 @@ class BenchHass(smoke.Smoke):
 
     def configuration(self) -> str:
         (self.config / "automations.yaml").write_text("[]\n")
-        return CONFIGURATION.format(port=self.http_port, **self.ports)
+        recorder = RECORDER_EXCLUDE if self.unrecorded else ""
+        return CONFIGURATION.format(port=self.http_port, recorder=recorder, **self.ports)
 
 
 class Driver:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
         self.tmp = tmp
-        self.hass = BenchHass(args.daemon, tmp)
+        self.hass = BenchHass(args.daemon, tmp, unrecorded=args.unrecorded)
         self.ports: dict[str, int] = {}
         self.loads: list[asyncio.subprocess.Process] = []
-        self.result: dict[str, Any] = {"rows": [], "rtts": [], "errors": []}
+        self.result: dict[str, Any] = {
+            "rows": [],
+            "rtts": [],
+            "errors": [],
+            "unrecorded": args.unrecorded,
+        }
 
     @property
     def hass_pid(self) -> int:
@@ -499,10 +515,11 @@ class Driver:
         try:
             await self.setup()
             await self.throughput()
-            await self.low_rate()
-            await self.round_trips()
-            if self.args.profile:
-                await self.profile()
+            if not self.args.unrecorded:
+                await self.low_rate()
+                await self.round_trips()
+                if self.args.profile:
+                    await self.profile()
         except Exception as e:  # noqa: BLE001 - reported, and the run ends
             self.result["errors"].append(f"{type(e).__name__}: {e}")
             for line in traceback.format_exc().splitlines():
@@ -544,6 +561,11 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--rows", help="SOURCE:CLIENTS:SIZE,... instead of the usual rows, e.g. udp:1:1024"
+    )
+    parser.add_argument(
+        "--unrecorded",
+        action="store_true",
+        help="sockbridge_data_in excluded from the recorder; the throughput rows alone",
     )
     options = parser.parse_args()
     # A row of 32 B frames at 100 000 frames/s: 0.1 s, some twenty of the
