@@ -573,6 +573,8 @@ if __name__ == "__main__":
     # GIL; with 3 000 frames a turn more or less moved the rate by a third.
     options.frames = options.frames or (5000 if options.quick else 10000)
     # Several runs: a row lasts a tenth of a second, the host's scheduling
-    # shows through, and the verdict takes the median of the runs' ratios.
-    options.repeat = options.repeat or (5 if options.quick else 7)
+    # and the GIL's turns show through (single runs' ratios spread 0.5-1.6),
+    # and the verdict takes the median of the runs' ratios. With 7 runs
+    # that median moved by 0.1 from one full run to the next.
+    options.repeat = options.repeat or (5 if options.quick else 15)
     sys.exit(asyncio.run(main(options)))
